@@ -1,0 +1,51 @@
+# unetkit: every command a user or CI runs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+KERAS_VENV ?= .venv-keras
+HOST ?= 127.0.0.1
+HTTP_PORT ?= 8000
+GRPC_PORT ?= 8001
+METRICS_PORT ?= 8002
+
+.PHONY: help venv keras-venv repository serve test lint format bench soak goldens example samples plugins
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[serve,loadtest,dev]'
+	touch $@
+
+venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, ONNX Runtime)
+
+# Keras is a development dependency only: it makes the golden outputs and trains the example.
+$(KERAS_VENV)/.installed:
+	$(PYTHON) -m venv $(KERAS_VENV)
+	$(KERAS_VENV)/bin/pip install --quiet --upgrade pip
+	$(KERAS_VENV)/bin/pip install --quiet tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py pillow scipy
+	$(KERAS_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
+
+repository: venv  ## export the example model into model_repository/unet/1/model.onnx
+	$(BIN)/python build/make_repository.py
+
+serve: repository  ## start Triton on $(HOST) (gRPC $(GRPC_PORT), HTTP $(HTTP_PORT), metrics $(METRICS_PORT))
+	$(BIN)/python -m unetkit.serve --host $(HOST) --grpc-port $(GRPC_PORT) \
+		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+
+test: lint repository  ## the whole test suite, against a real Triton server
+	$(BIN)/python -m pytest
+
+lint: venv  ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
