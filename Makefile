@@ -4,12 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KERAS_VENV ?= .venv-keras
+TRT_REF ?= v11.1
+PLUGINS_BUILD ?= plugins/build
+CUDA_ARCHS ?=
 HOST ?= 127.0.0.1
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
-.PHONY: help venv keras-venv repository serve test lint format bench soak goldens example samples plugins
+.PHONY: help venv keras-venv repository serve test lint format bench soak goldens example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +35,15 @@ $(KERAS_VENV)/.installed:
 
 keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
 
+samples: venv  ## regenerate samples/ (deterministic; a test checks it)
+	$(BIN)/python example/make_samples.py
+
+example-model: keras-venv  ## retrain example/unet_example.h5 (~10 min on 2 CPU cores)
+	nice $(KERAS_VENV)/bin/python example/train.py
+
+example-eval: keras-venv  ## IoU of the example model on samples/, computed by Keras
+	$(KERAS_VENV)/bin/python example/evaluate.py
+
 repository: venv  ## export the example model into model_repository/unet/1/model.onnx
 	$(BIN)/python build/make_repository.py
 
@@ -49,3 +61,14 @@ lint: venv  ## ruff check and format check
 format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+trt-headers:  ## TensorRT's public headers into plugins/third_party/tensorrt (git-ignored)
+	plugins/fetch_trt_headers.sh $(TRT_REF)
+
+plugins:  ## CUDA kernels, plus libunetkit_plugins.so where TensorRT headers are found
+	cmake -S plugins -B $(PLUGINS_BUILD) $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES='$(CUDA_ARCHS)') \
+		$(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT))
+	cmake --build $(PLUGINS_BUILD) -j
+
+plugins-gpu-check:  ## on a CUDA machine with PyTorch: kernel exactness and bandwidth into out/plugins-gpu
+	plugins/tests/run_gpu.sh out/plugins-gpu
