@@ -12,7 +12,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
-.PHONY: help venv keras-venv repository serve test lint format bench soak goldens example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test lint format bench soak goldens bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -34,6 +34,12 @@ $(KERAS_VENV)/.installed:
 	touch $@
 
 keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
+
+goldens: keras-venv  ## regenerate the converter's test models and Keras goldens (tests/golden)
+	nice $(KERAS_VENV)/bin/python tests/golden/make_goldens.py
+
+bench-export: venv keras-venv  ## conversion time and peak memory of the full-width U-Net
+	$(BIN)/python build/bench_export.py
 
 samples: venv  ## regenerate samples/ (deterministic; a test checks it)
 	$(BIN)/python example/make_samples.py
