@@ -12,7 +12,7 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 
-.PHONY: help venv keras-venv repository serve test lint format bench soak goldens bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test lint format bench bench-generator soak loadtest goldens bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -59,6 +59,20 @@ serve: repository  ## start Triton on $(HOST) (gRPC $(GRPC_PORT), HTTP $(HTTP_PO
 
 test: lint repository  ## the whole test suite, against a real Triton server
 	$(BIN)/python -m pytest
+
+bench: repository  ## served vs in-process throughput, latency and server split (BENCHMARKS.md)
+	$(BIN)/python loadtest/bench.py
+
+bench-generator: venv  ## how many requests/s one Locust process drives (echo model)
+	$(BIN)/python loadtest/bench.py --repository loadtest/repository --model-name null \
+		--config-name '' --validate-fraction 0 --concurrency 4,8,16 --max-step-s 30 \
+		--warmup-s 5 --output loadtest/reports/bench_generator.md
+
+soak: repository  ## 10 minutes at the saturating load: failures, memory growth, p99 drift
+	$(BIN)/python loadtest/soak.py
+
+loadtest: venv  ## Locust, headless, against a running `make serve`
+	$(BIN)/locust -f loadtest/locustfile.py --config loadtest/locust.conf
 
 lint: venv  ## ruff check and format check
 	$(BIN)/ruff check .

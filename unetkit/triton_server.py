@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unetkit.errors import UserError
+from unetkit.process_memory import group_members
 
 # Triton's admin surfaces: loading/unloading models, shared-memory registration, tracing
 # and log settings. They answer only to requests carrying the admin key.
@@ -34,6 +35,32 @@ RESTRICTED_GRPC_PROTOCOLS = "model-repository,shared-memory,trace,logging"
 RESTRICTED_HTTP_APIS = "model-repository,shared-memory,trace,logging"
 ADMIN_KEY_HEADER = "unetkit-admin-key"
 ADMIN_KEY_ENV = "UNETKIT_ADMIN_KEY"
+STUB_NAME = "triton_python_backend_stub"
+
+
+def admin_key(environ: dict[str, str]) -> tuple[str, str | None]:
+    """The key for Triton's restricted APIs, and a note when none was given."""
+    key = environ.get(ADMIN_KEY_ENV, "").strip()
+    if key:
+        return key, None
+    # Without a configured key, a random one: the admin surfaces stay closed to everyone.
+    return secrets.token_urlsafe(32), (
+        f"{ADMIN_KEY_ENV} is not set: the restricted APIs ({RESTRICTED_GRPC_PROTOCOLS}) "
+        "are locked with a random key nobody knows"
+    )
+
+
+def access_flags(key: str) -> list[str]:
+    """What every server of the kit runs with, CPU or GPU: models fixed at start-up,
+    ready only when the model is, and the admin surfaces behind `key`."""
+    restricted = f":{ADMIN_KEY_HEADER}={key}"
+    return [
+        "--model-control-mode=none",
+        "--exit-on-error=true",
+        "--strict-readiness=true",
+        f"--grpc-restricted-protocol={RESTRICTED_GRPC_PROTOCOLS}{restricted}",
+        f"--http-restricted-api={RESTRICTED_HTTP_APIS}{restricted}",
+    ]
 
 
 def pytriton_server_dir() -> Path:
@@ -99,9 +126,8 @@ class TritonServer:
     _backend_dir: Path | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Without a configured key, a random one: the admin surfaces stay closed to everyone.
         if self.admin_key is None:
-            self.admin_key = os.environ.get(ADMIN_KEY_ENV) or secrets.token_urlsafe(24)
+            self.admin_key, _ = admin_key(dict(os.environ))
 
     @property
     def grpc_url(self) -> str:
@@ -125,14 +151,12 @@ class TritonServer:
 
     def command(self, backend_dir: Path) -> list[str]:
         binary = pytriton_server_dir() / "bin" / "tritonserver"
-        restricted = f":{ADMIN_KEY_HEADER}={self.admin_key}"
+        assert self.admin_key is not None
         cmd = [
             str(binary),
             f"--model-repository={self.model_repository}",
             f"--backend-directory={backend_dir}",
-            "--model-control-mode=none",
-            "--exit-on-error=true",
-            "--strict-readiness=true",
+            *access_flags(self.admin_key),
             f"--http-address={self.host}",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.host}",
@@ -140,8 +164,6 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
-            f"--grpc-restricted-protocol={RESTRICTED_GRPC_PROTOCOLS}{restricted}",
-            f"--http-restricted-api={RESTRICTED_HTTP_APIS}{restricted}",
             # One shared-memory prefix per server, so servers side by side never collide.
             f"--backend-config=python,shm-region-prefix-name=unetkit_{os.getpid()}_{self.grpc_port}_",
             f"--log-verbose={self.log_verbose}",
@@ -201,9 +223,16 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return False
 
-    def wait(self) -> int:
+    def wait(self, timeout_s: float | None = None) -> int:
+        """The server's exit code; subprocess.TimeoutExpired if still running after timeout_s."""
         assert self._process is not None
-        return self._process.wait()
+        return self._process.wait(timeout_s)
+
+    def stub_pids(self) -> list[int]:
+        """The live python backend stubs of this server (one per model instance)."""
+        if self._process is None:
+            return []
+        return [m.pid for m in group_members(self._process.pid) if m.name == STUB_NAME]
 
     def stop(self, timeout_s: float = 30.0) -> int | None:
         """Ask Triton to shut down (SIGINT), escalate to SIGKILL of its group if it hangs."""

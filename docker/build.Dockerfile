@@ -1,0 +1,15 @@
+# Image of the compose `build` service: NVIDIA's TensorRT container (TensorRT, CUDA, the
+# compiler and the TensorRT Python bindings) plus the kit's pinned build-side packages.
+# The repository itself is mounted at /opt/unetkit at run time, not copied in.
+ARG TRT_TAG
+FROM nvcr.io/nvidia/tensorrt:${TRT_TAG}-py3
+
+# numpy/h5py/onnx: the converter; onnxruntime: the reference the engine is checked against;
+# pillow: the sample images; polygraphy: device buffers for running the engine;
+# cmake: a CMake recent enough for CMAKE_CUDA_ARCHITECTURES=native.
+RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir \
+        numpy==1.26.4 h5py==3.16.0 onnx==1.23.2 onnxruntime==1.32.0 pillow==13.0.0 \
+        polygraphy==0.53.6 cmake==4.4.4
+
+WORKDIR /opt/unetkit
+ENTRYPOINT ["python3", "docker/build_service.py"]
