@@ -11,9 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unetkit.contract import DEFAULT_THRESHOLD
 from unetkit.errors import run_cli
-from unetkit.export import DEFAULT_OPSET, write_onnx
+from unetkit.export import DEFAULT_OPSET, add_normalization_arguments, write_onnx
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -25,26 +24,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("model", type=Path, help="Keras model file: legacy .h5 or Keras 3 .keras")
     parser.add_argument("-o", "--output", type=Path, required=True, help="ONNX file to write")
-    parser.add_argument(
-        "--mean",
-        type=float,
-        nargs="+",
-        metavar="M",
-        help="per-channel mean subtracted from raw pixels (0..255 units; default 0)",
-    )
-    parser.add_argument(
-        "--std",
-        type=float,
-        nargs="+",
-        metavar="S",
-        help="per-channel divisor applied after --mean (default 255, i.e. x/255)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="MASK = PROB > threshold for one-class models (default %(default)s)",
-    )
+    add_normalization_arguments(parser)
     parser.add_argument(
         "--fixed-shape",
         action="store_true",

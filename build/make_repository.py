@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from unetkit.contract import DEFAULT_THRESHOLD
 from unetkit.errors import run_cli
+from unetkit.export import add_normalization_arguments
 from unetkit.repository import EXAMPLE_MODEL, make_repository
 
 
@@ -39,26 +39,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=Path("model_repository"),
         help="Triton model repository to write into (default: %(default)s)",
     )
-    parser.add_argument(
-        "--mean",
-        type=float,
-        nargs="+",
-        metavar="M",
-        help="per-channel mean subtracted from raw pixels (0..255 units; default 0)",
-    )
-    parser.add_argument(
-        "--std",
-        type=float,
-        nargs="+",
-        metavar="S",
-        help="per-channel divisor applied after --mean (default 255, i.e. x/255)",
-    )
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=DEFAULT_THRESHOLD,
-        help="MASK = PROB > threshold for one-class models (default %(default)s)",
-    )
+    add_normalization_arguments(parser)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser.parse_args(argv)
 

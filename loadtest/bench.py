@@ -34,7 +34,6 @@ from unetkit import contract
 from unetkit.atomic import write_text_atomic
 from unetkit.errors import UserError, run_cli
 from unetkit.locust_runner import run_locust
-from unetkit.ports import free_ports
 from unetkit.sample_set import load_samples
 from unetkit.triton_server import TritonServer
 
@@ -232,12 +231,8 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def run_bench(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
-    http_port, grpc_port, metrics_port = free_ports(3)
-    server = TritonServer(
+    server = TritonServer.on_free_ports(
         args.repository,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
         model_config_name=args.config_name or None,
         log_file=args.output.parent / "bench_triton.log",
     )

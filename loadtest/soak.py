@@ -26,7 +26,6 @@ from unetkit import contract
 from unetkit.atomic import write_text_atomic
 from unetkit.errors import UserError, run_cli
 from unetkit.locust_runner import locust_command
-from unetkit.ports import free_ports
 from unetkit.process_memory import group_members
 from unetkit.triton_server import TritonServer
 
@@ -143,12 +142,8 @@ def main(argv: list[str]) -> int:
     users = args.concurrency or saturating_concurrency(args.bench_results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report_path = args.output.with_name(args.output.stem + "_latency.json")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    server = TritonServer(
+    server = TritonServer.on_free_ports(
         args.repository,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
         model_config_name=args.config_name or None,
         log_file=args.output.parent / "soak_triton.log",
     )

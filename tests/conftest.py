@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from serving_helpers import REPO_ROOT, copy_model_directory
 
-from unetkit.ports import free_ports
 from unetkit.repository import EXAMPLE_MODEL, make_repository
 from unetkit.triton_server import TritonServer
 
@@ -35,12 +34,8 @@ def admin_key() -> str:
 def triton(
     serving_repository: Path, admin_key: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonServer]:
-    http_port, grpc_port, metrics_port = free_ports(3)
-    server = TritonServer(
+    server = TritonServer.on_free_ports(
         serving_repository,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
         admin_key=admin_key,
         log_file=tmp_path_factory.mktemp("triton_log") / "triton.log",
     )

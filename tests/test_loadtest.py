@@ -24,12 +24,8 @@ STEP_SHAPE = REPO_ROOT / "loadtest" / "step_shape.py"
 @pytest.fixture(scope="module")
 def null_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
     """The echo model: answers fast, with a MASK that is not a segmentation."""
-    http_port, grpc_port, metrics_port = free_ports(3)
-    server = TritonServer(
+    server = TritonServer.on_free_ports(
         NULL_REPOSITORY,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
         model_config_name=None,
         log_file=tmp_path_factory.mktemp("null_log") / "triton.log",
     )

@@ -25,8 +25,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from unetkit.errors import UserError
+from unetkit.ports import free_ports
 from unetkit.process_memory import group_members
 
 # Triton's admin surfaces: loading/unloading models, shared-memory registration, tracing
@@ -124,6 +126,18 @@ class TritonServer:
     extra_args: list[str] = field(default_factory=list)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _backend_dir: Path | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def on_free_ports(cls, model_repository: Path, **options: Any) -> TritonServer:
+        """A server on three loopback ports that are free now (tests and benchmarks)."""
+        http_port, grpc_port, metrics_port = free_ports(3)
+        return cls(
+            model_repository,
+            http_port=http_port,
+            grpc_port=grpc_port,
+            metrics_port=metrics_port,
+            **options,
+        )
 
     def __post_init__(self) -> None:
         if self.admin_key is None:
