@@ -29,10 +29,8 @@ from tritonclient.utils import InferenceServerException
 from unetkit.contract import INPUT_IMAGE, MODEL_NAME, OUTPUT_MASK
 from unetkit.locust_runner import locust_command
 from unetkit.ports import free_ports
-from unetkit.process_memory import group_members
 from unetkit.triton_server import TritonServer
 
-STUB = "triton_python_backend_stub"
 # A dead stub costs each request this long instead of the default 30 s.
 STUB_TIMEOUT = "--backend-config=python,stub-timeout-seconds=10"
 RECOVERY_DEADLINE_S = 30.0
@@ -126,11 +124,6 @@ def assert_recovered_and_counted(report: dict, output: str) -> None:
     assert all(w["failures"] == 0 and w["requests"] > 0 for w in last), timeline + output[-3000:]
 
 
-def stubs(server: TritonServer) -> list[int]:
-    assert server.pid is not None
-    return [m.pid for m in group_members(server.pid) if m.name == STUB]
-
-
 def test_killed_backend_stub_fails_requests_until_the_server_restarts(
     own_server: TritonServer, tmp_path: Path
 ) -> None:
@@ -139,7 +132,7 @@ def test_killed_backend_stub_fails_requests_until_the_server_restarts(
     restarted = same_ports(own_server, tmp_path / "triton-restarted.log")
     try:
         wait_for_load(locust, own_server.grpc_url)
-        killed = stubs(own_server)
+        killed = own_server.stub_pids()
         assert killed, "no python backend stub found"
         for pid in killed:
             os.kill(pid, signal.SIGKILL)
