@@ -7,12 +7,19 @@ KERAS_VENV ?= .venv-keras
 TRT_REF ?= v11.1
 PLUGINS_BUILD ?= plugins/build
 CUDA_ARCHS ?=
-HOST ?= 127.0.0.1
-HTTP_PORT ?= 8000
-GRPC_PORT ?= 8001
-METRICS_PORT ?= 8002
+# make serve: empty means the kit's defaults (127.0.0.1, gRPC 8001, HTTP 8000, metrics 8002).
+HOST ?=
+HTTP_PORT ?=
+GRPC_PORT ?=
+METRICS_PORT ?=
+# make serve / make repository: your Keras model and its export flags, e.g.
+#   make serve MODEL=my_unet.h5 EXPORT_ARGS="--mean 123.7 116.3 103.5 --std 58.4 57.1 57.4"
+# Empty MODEL keeps the model the repository was last made from (the example at first).
+MODEL ?=
+EXPORT_ARGS ?=
+REPOSITORY ?= model_repository
 
-.PHONY: help venv keras-venv repository serve test lint format bench bench-generator soak loadtest goldens bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit lint format bench bench-generator soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -35,8 +42,11 @@ $(KERAS_VENV)/.installed:
 
 keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
 
-goldens: keras-venv  ## regenerate the converter's test models and Keras goldens (tests/golden)
-	nice $(KERAS_VENV)/bin/python tests/golden/make_goldens.py
+goldens: keras-venv  ## regenerate the converter's test models and Keras goldens (tests/keras2onnx/golden)
+	nice $(KERAS_VENV)/bin/python tests/keras2onnx/golden/make_goldens.py
+
+readme-layers: venv  ## rewrite README.md's supported-layer table from the converter's registry
+	$(BIN)/python -m unetkit.cli.supported_layers --write README.md
 
 bench-export: venv keras-venv  ## conversion time and peak memory of the full-width U-Net
 	$(BIN)/python build/bench_export.py
@@ -50,15 +60,20 @@ example-model: keras-venv  ## retrain example/unet_example.h5 (~10 min on 2 CPU 
 example-eval: keras-venv  ## IoU of the example model on samples/, computed by Keras
 	$(KERAS_VENV)/bin/python example/evaluate.py
 
-repository: venv  ## export the example model into model_repository/unet/1/model.onnx
-	$(BIN)/python build/make_repository.py
+repository: venv  ## export MODEL (default: the last one, else the example) into $(REPOSITORY)/unet/1/
+	$(BIN)/python build/make_repository.py --repository $(REPOSITORY) \
+		$(if $(MODEL),--model $(MODEL)) $(EXPORT_ARGS)
 
-serve: repository  ## start Triton on $(HOST) (gRPC $(GRPC_PORT), HTTP $(HTTP_PORT), metrics $(METRICS_PORT))
-	$(BIN)/python -m unetkit.serve --host $(HOST) --grpc-port $(GRPC_PORT) \
-		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT)
+serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/HTTP_PORT/METRICS_PORT
+	$(BIN)/python -m unetkit.serve --model-repository $(REPOSITORY) $(if $(HOST),--host $(HOST)) \
+		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
+		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT))
 
-test: lint repository  ## the whole test suite, against a real Triton server
+test: lint repository  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest
+
+test-unit: venv  ## the fast inner loop: every test that needs no server (under a minute)
+	$(BIN)/python -m pytest tests --ignore=tests/e2e -q
 
 bench: repository  ## served vs in-process throughput, latency and server split (BENCHMARKS.md)
 	$(BIN)/python loadtest/bench.py
@@ -74,9 +89,10 @@ soak: repository  ## 10 minutes at the saturating load: failures, memory growth,
 loadtest: venv  ## Locust, headless, against a running `make serve`
 	$(BIN)/locust -f loadtest/locustfile.py --config loadtest/locust.conf
 
-lint: venv  ## ruff check and format check
+lint: venv  ## ruff check and format check; the package boundaries (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: venv
 	$(BIN)/ruff format .

@@ -3,7 +3,7 @@
     .venv/bin/python build/bench_export.py [--keras-python .venv-keras/bin/python]
 
 Keras (from the dev environment) builds the model and saves it as .h5 and .keras in a
-temporary directory; each export (unetkit.export.write_onnx, what build/export_onnx.py
+temporary directory; each export (unetkit.keras2onnx.write_onnx, what build/export_onnx.py
 runs) then runs in a fresh interpreter, so its peak RSS (ru_maxrss) is the converter's own.
 Prints one JSON line per format.
 Targets: under 10 s and under twice the weights' size in memory.
@@ -37,7 +37,7 @@ print(model.count_params())
 MEASURE = """
 import json, resource, sys, time
 start = time.perf_counter()
-from unetkit.export import write_onnx
+from unetkit.keras2onnx import write_onnx
 imported = time.perf_counter()
 baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 write_onnx(sys.argv[1], sys.argv[2])
@@ -58,7 +58,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         h5, keras_file = Path(tmp) / "unet64.h5", Path(tmp) / "unet64.keras"
         script = MAKE_MODEL.format(
-            golden=str(ROOT / "tests" / "golden"), h5=str(h5), keras=str(keras_file)
+            golden=str(ROOT / "tests" / "keras2onnx" / "golden"), h5=str(h5), keras=str(keras_file)
         )
         made = subprocess.run(
             [args.keras_python, "-c", script], capture_output=True, text=True, check=False

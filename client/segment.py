@@ -10,7 +10,8 @@ indices for multi-class models) and NAME.overlay.png (the mask painted over the 
 This file stands alone: it needs only tritonclient[grpc], numpy and Pillow, so copy it
 into your own project. What it does, in order:
   1. asks the server whether the model is ready, and reads its configuration: channels,
-     fixed size if any, the size multiple (config parameter `size_multiple`), the largest
+     fixed size if any, the size rule (config parameters `min_height` + k * `size_multiple_h`,
+     likewise for widths), the largest
      side it accepts (`max_image_side`) and max_batch_size;
   2. reads each image, applies its EXIF orientation, converts it to the model's channels
      (16-bit to 8-bit by scaling, palette to colour, transparency composited over black);
@@ -62,6 +63,7 @@ exit codes:
 When several happen, the largest code is returned; the other images are still processed.
 """
 
+DEFAULT_URL = "127.0.0.1:8001"  # the kit's default (unetkit.core.DEFAULT_GRPC_URL)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 OUTPUT_SUFFIXES = (".mask.png", ".overlay.png")
 OVERLAY_COLOURS = np.array(
@@ -79,6 +81,36 @@ class Failure(Exception):
 
 
 @dataclass(frozen=True)
+class SizeRule:
+    """Valid sizes along one axis: minimum + k * multiple (k >= 0). A copy of the kit's
+    unetkit.core.SizeRule, so that this file stands alone; a test keeps the two equal."""
+
+    multiple: int
+    minimum: int
+
+    def next_valid(self, size: int) -> int:
+        if size <= self.minimum:
+            return self.minimum
+        return self.minimum + -(-(size - self.minimum) // self.multiple) * self.multiple
+
+
+def rules_from_parameters(parameters: dict[str, str]) -> tuple[SizeRule, SizeRule]:
+    """The (height, width) rules of the model's config parameters; configs of the kit's
+    first release publish only `size_multiple`."""
+    multiple = int(parameters.get("size_multiple") or 1)
+    return (
+        SizeRule(
+            int(parameters.get("size_multiple_h") or multiple),
+            int(parameters.get("min_height") or multiple),
+        ),
+        SizeRule(
+            int(parameters.get("size_multiple_w") or multiple),
+            int(parameters.get("min_width") or multiple),
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What the client learns from the server about the model."""
 
@@ -86,15 +118,15 @@ class ModelSpec:
     classes: int
     max_batch_size: int
     fixed_size: tuple[int, int] | None
-    size_multiple: int
+    height_rule: SizeRule
+    width_rule: SizeRule
     max_side: int | None
 
     def network_size(self, height: int, width: int) -> tuple[int, int]:
-        """The size an HxW image is sent at: the fixed size, or padded up to the multiple."""
+        """The size an HxW image is sent at: the fixed size, or padded up to the rule."""
         if self.fixed_size is not None:
             return self.fixed_size
-        m = self.size_multiple
-        return max(m, -(-height // m) * m), max(m, -(-width // m) * m)
+        return self.height_rule.next_valid(height), self.width_rule.next_valid(width)
 
 
 @dataclass
@@ -122,7 +154,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", type=Path, help="image files or folders of images")
-    parser.add_argument("-u", "--url", default="localhost:8001", help="Triton gRPC address")
+    parser.add_argument(
+        "-u", "--url", default=DEFAULT_URL, help=f"Triton gRPC address (default: {DEFAULT_URL})"
+    )
     parser.add_argument("-m", "--model", default="unet", help="model name (default: unet)")
     parser.add_argument(
         "-x", "--model-version", default="", help="model version (default: the server's choice)"
@@ -227,12 +261,20 @@ def read_model_spec(
     parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
     prob_dims = [int(d) for d in outputs.get("PROB", {}).get("dims", [1])]
     height, width = dims[0], dims[1]
+    try:
+        height_rule, width_rule = rules_from_parameters(parameters)
+    except ValueError as e:
+        raise Failure(
+            f"model {args.model!r} has size parameters that are not integers ({e})",
+            EXIT_MODEL_NOT_READY,
+        ) from e
     return ModelSpec(
         channels=dims[2],
         classes=max(prob_dims[-1], 1),
         max_batch_size=int(config["max_batch_size"]),
         fixed_size=(height, width) if height > 0 and width > 0 else None,
-        size_multiple=int(parameters.get("size_multiple") or 1),
+        height_rule=height_rule,
+        width_rule=width_rule,
         max_side=int(parameters["max_image_side"]) if parameters.get("max_image_side") else None,
     )
 

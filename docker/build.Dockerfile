@@ -11,5 +11,6 @@ RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir \
         numpy==1.26.4 h5py==3.16.0 onnx==1.23.2 onnxruntime==1.32.0 pillow==13.0.0 \
         polygraphy==0.53.6 cmake==4.4.4
 
+ENV PYTHONPATH=/opt/unetkit
 WORKDIR /opt/unetkit
-ENTRYPOINT ["python3", "docker/build_service.py"]
+ENTRYPOINT ["python3", "-m", "unetkit.cli.build_service"]

@@ -17,7 +17,7 @@ import tf_keras
 from PIL import Image
 from train import THRESHOLD, as_input, build_unet
 
-from unetkit.errors import UserError, run_cli
+from unetkit.core import UserError, run_cli
 
 MULTIPLE = 16
 

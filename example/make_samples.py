@@ -2,7 +2,7 @@
 
     .venv/bin/python example/make_samples.py [--out samples]
 
-The samples come from `unetkit.synthetic` with SAMPLES_SEED, a set the example model never saw
+The samples come from `example/synthetic.py` with SAMPLES_SEED, a set the example model never saw
 in training or validation. Images are 8-bit grayscale PNGs `NAME.png`; masks are `gt/NAME.png`
 with 0 for background and 255 for cell. `manifest.json` lists them. Same output every run.
 """
@@ -13,11 +13,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import synthetic
 from PIL import Image
 
-from unetkit import synthetic
-from unetkit.atomic import write_bytes_atomic, write_text_atomic
-from unetkit.errors import run_cli
+from unetkit.core import run_cli, write_bytes_atomic, write_text_atomic
 
 # (name, height, width): mostly the model's own 256x256, plus sizes that clients must pad
 # (300x200 is not a multiple of 16) or resize.

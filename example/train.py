@@ -19,13 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import synthetic
 import tensorflow as tf
 import tf_keras
 from tf_keras import layers
 
-from unetkit import synthetic
-from unetkit.atomic import atomic_path, write_text_atomic
-from unetkit.errors import UserError, run_cli
+from unetkit.core import UserError, atomic_path, run_cli, write_text_atomic
 
 IMAGE_SIZE = 256
 BASE_WIDTH = 16

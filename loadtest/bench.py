@@ -30,12 +30,17 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 
-from unetkit import contract
-from unetkit.atomic import write_text_atomic
-from unetkit.errors import UserError, run_cli
-from unetkit.locust_runner import run_locust
-from unetkit.sample_set import load_samples
-from unetkit.triton_server import TritonServer
+from unetkit.core import (
+    INPUT_IMAGE,
+    MODEL_NAME,
+    OUTPUT_MASK,
+    UserError,
+    load_samples,
+    run_cli,
+    write_text_atomic,
+)
+from unetkit.loadgen import run_locust
+from unetkit.triton import TritonServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,7 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
-    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--model-name", default=MODEL_NAME)
     parser.add_argument(
         "--config-name", default="cpu", help="configs/<name>.pbtxt to serve ('' = config.pbtxt)"
     )
@@ -82,7 +87,7 @@ def image_batch(url: str, args: argparse.Namespace) -> np.ndarray:
     """The first sample image, --batch-size times, as one IMAGE tensor."""
     with grpcclient.InferenceServerClient(url) as client:
         metadata = client.get_model_metadata(args.model_name, as_json=True)
-    image_input = next(i for i in metadata["inputs"] if i["name"] == contract.INPUT_IMAGE)
+    image_input = next(i for i in metadata["inputs"] if i["name"] == INPUT_IMAGE)
     channels = int(image_input["shape"][-1])
     samples = load_samples(args.images, channels if channels > 0 else 1)
     # One size for every request: the first image's, repeated up to the batch size.
@@ -92,9 +97,9 @@ def image_batch(url: str, args: argparse.Namespace) -> np.ndarray:
 async def _async_load(
     url: str, model: str, pixels: np.ndarray, users: int, seconds: float
 ) -> tuple[int, float]:
-    tensor = grpcaio.InferInput(contract.INPUT_IMAGE, list(pixels.shape), "UINT8")
+    tensor = grpcaio.InferInput(INPUT_IMAGE, list(pixels.shape), "UINT8")
     tensor.set_data_from_numpy(pixels)
-    outputs = [grpcaio.InferRequestedOutput(contract.OUTPUT_MASK)]
+    outputs = [grpcaio.InferRequestedOutput(OUTPUT_MASK)]
     client = grpcaio.InferenceServerClient(url)
     completed = 0
     try:
@@ -132,7 +137,7 @@ def inprocess_images_per_s(onnx_path: Path, pixels: np.ndarray, seconds: float) 
     options.intra_op_num_threads = len(os.sched_getaffinity(0))
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    feed = {contract.INPUT_IMAGE: pixels}
+    feed = {INPUT_IMAGE: pixels}
     session.run(None, feed)
     runs = 0
     started = time.perf_counter()

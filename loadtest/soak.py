@@ -22,12 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from unetkit import contract
-from unetkit.atomic import write_text_atomic
-from unetkit.errors import UserError, run_cli
-from unetkit.locust_runner import locust_command
-from unetkit.process_memory import group_members
-from unetkit.triton_server import TritonServer
+from unetkit.core import MODEL_NAME, UserError, run_cli, write_text_atomic
+from unetkit.loadgen import locust_command
+from unetkit.triton import TritonServer, group_members
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_RSS_GROWTH = 0.10
@@ -37,7 +34,7 @@ MAX_P99_OVER_MEDIAN = 2.0
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repository", type=Path, default=ROOT / "model_repository")
-    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--model-name", default=MODEL_NAME)
     parser.add_argument("--config-name", default="cpu", help="'' = config.pbtxt")
     parser.add_argument("--images", type=Path, default=ROOT / "samples")
     parser.add_argument("--minutes", type=float, default=10.0, help="after the warm-up")

@@ -1,9 +1,10 @@
 """The U-Net on CPU: Triton's python backend running 1/model.onnx with ONNX Runtime.
 
-Runs inside the python backend stub's interpreter, so it imports only numpy, onnxruntime
-and triton_python_backend_utils. Every request is checked before anything runs: a bad
-one gets its own INVALID_ARG answer saying which sizes work, and the other requests of
-the same batch are served as usual.
+Runs inside the python backend stub's interpreter (the kit's environment, which `make serve`
+puts first on the stub's path), so it imports numpy, onnxruntime, triton_python_backend_utils
+and the kit's core. Every request is checked before anything runs: a bad one gets its own
+INVALID_ARG answer saying which sizes work (the size rule comes from the config's
+parameters), and the other requests of the same batch are served as usual.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
-INPUT_IMAGE = "IMAGE"
-OUTPUTS = ("PROB", "MASK")
+from unetkit.core import (
+    INPUT_IMAGE,
+    OUTPUT_MASK,
+    OUTPUT_PROB,
+    PARAM_INTRA_OP_THREADS,
+    PARAM_MAX_IMAGE_SIDE,
+    rules_from_parameters,
+)
+
+OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
 
 
 def _parameter(config: dict, key: str, default: int) -> int:
@@ -31,11 +40,6 @@ def _parameter(config: dict, key: str, default: int) -> int:
             f"parameter {key}={text!r} in the model config must be an integer >= 0"
         )
     return value
-
-
-def _metadata_int(session: ort.InferenceSession, key: str, default: int) -> int:
-    text = session.get_modelmeta().custom_metadata_map.get(key)
-    return default if text is None else int(text)
 
 
 def _invalid(message: str) -> pb_utils.InferenceResponse:
@@ -52,8 +56,8 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{onnx_path} is missing: run `make repository` to export the model"
             )
-        threads = _parameter(config, "intra_op_threads", 0) or len(os.sched_getaffinity(0))
-        self.max_side = _parameter(config, "max_image_side", 2048)
+        threads = _parameter(config, PARAM_INTRA_OP_THREADS, 0) or len(os.sched_getaffinity(0))
+        self.max_side = _parameter(config, PARAM_MAX_IMAGE_SIDE, 2048)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -65,30 +69,12 @@ class TritonPythonModel:
         self.fixed_size = (
             (height, width) if isinstance(height, int) and isinstance(width, int) else None
         )
-        self.channels = _metadata_int(self.session, "unetkit.channels", channels)
-        multiple = _metadata_int(
-            self.session, "unetkit.size_multiple", _parameter(config, "size_multiple", 1)
-        )
-        # Valid sizes per axis: minimum, minimum + multiple, minimum + 2*multiple, ...
-        self.rules = {
-            axis: (
-                _metadata_int(self.session, f"unetkit.size_multiple_{axis.lower()}", multiple),
-                _metadata_int(self.session, f"unetkit.min_{name}", multiple),
-            )
-            for axis, name in (("H", "height"), ("W", "width"))
-        }
-
-    def _size_problem(self, axis: str, size: int) -> str | None:
-        multiple, minimum = self.rules[axis]
-        if size >= minimum and (size - minimum) % multiple == 0:
-            return None
-        nearest = minimum + max(0, -(-(size - minimum) // multiple)) * multiple
-        rule = (
-            f"a multiple of {multiple}"
-            if minimum % multiple == 0
-            else f"{minimum} + k*{multiple} (k >= 0)"
-        )
-        return f"{axis} must be {rule}, got {size} (next valid: {nearest})"
+        self.channels = channels
+        parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        try:
+            self.rules = dict(zip("HW", rules_from_parameters(parameters), strict=True))
+        except ValueError as e:
+            raise pb_utils.TritonModelException(str(e)) from e
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
         """Why this IMAGE cannot run, or None. Looks only at the shape and type."""
@@ -114,8 +100,8 @@ class TritonPythonModel:
             return f"{INPUT_IMAGE} is {height}x{width}, this model takes {fh}x{fw} only"
         problems = [
             p
-            for p in (self._size_problem("H", height), self._size_problem("W", width))
-            if p is not None
+            for axis, size in (("H", height), ("W", width))
+            if (p := self.rules[axis].problem(axis, size)) is not None
         ]
         if problems:
             return (
@@ -154,7 +140,7 @@ class TritonPythonModel:
             for index, _, _ in members:
                 responses[index] = pb_utils.InferenceResponse(error=error)
             return
-        results = {"PROB": prob, "MASK": mask}
+        results = {OUTPUT_PROB: prob, OUTPUT_MASK: mask}
         start = 0
         for index, image, wanted in members:
             stop = start + image.shape[0]

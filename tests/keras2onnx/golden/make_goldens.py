@@ -1,0 +1,415 @@
+"""Make the converter's test models and their golden outputs with real Keras.
+
+Run with the Keras dev environment (TensorFlow + tf-keras + Keras 3):
+    .venv-keras/bin/python tests/keras2onnx/golden/make_goldens.py
+It rewrites models/ and manifest.json beside it. Every model gets random (seeded) weights,
+BatchNormalization statistics included, and golden PROB outputs that Keras itself computes
+on random uint8 images normalized as the exported graph does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import keras
+import numpy as np
+import tf_keras
+
+HERE = Path(__file__).resolve().parent
+MODELS = HERE / "models"
+
+
+def randomize(model: Any, rng: np.random.Generator) -> None:
+    """Give every weight a random value so that no bias or BN statistic is trivial."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if type(layer).__name__ == "BatchNormalization":
+            new = []
+            for w, var in zip(weights, layer.weights, strict=True):
+                name = var.name.split("/")[-1].split(":")[0]
+                if name == "gamma":
+                    new.append(rng.uniform(0.5, 1.5, w.shape))
+                elif name == "moving_variance":
+                    new.append(rng.uniform(0.1, 1.0, w.shape))
+                else:
+                    new.append(rng.normal(0.0, 0.2, w.shape))
+        else:
+            new = []
+            for w in weights:
+                fan_in = np.prod(w.shape[:-1]) if w.ndim > 1 else 1
+                scale = 1.2 / np.sqrt(fan_in) if w.ndim > 1 else 0.1
+                new.append(rng.normal(0.0, scale, w.shape))
+        layer.set_weights([np.asarray(w, dtype=np.float32) for w in new])
+
+
+def zhixuhao_unet(k: Any, shape: tuple[Any, ...], base: int = 2) -> Any:
+    """The layout of github.com/zhixuhao/unet: UpSampling2D + 2x2 conv + concat, Dropout."""
+    L = k.layers
+
+    def conv(x: Any, filters: int, kernel: int = 3) -> Any:
+        return L.Conv2D(filters, kernel, activation="relu", padding="same")(x)
+
+    inputs = L.Input(shape)
+    skips = []
+    x = inputs
+    for level in range(4):
+        x = conv(conv(x, base << level), base << level)
+        if level == 3:
+            x = L.Dropout(0.5)(x)
+        skips.append(x)
+        x = L.MaxPooling2D(2)(x)
+    x = L.Dropout(0.5)(conv(conv(x, base << 4), base << 4))
+    for level in reversed(range(4)):
+        x = conv(L.UpSampling2D(2)(x), base << level, kernel=2)
+        x = L.Concatenate(axis=3)([skips[level], x])
+        x = conv(conv(x, base << level), base << level)
+    x = conv(x, 2)
+    outputs = L.Conv2D(1, 1, activation="sigmoid")(x)
+    return k.Model(inputs, outputs)
+
+
+def transpose_bn_unet(k: Any, shape: tuple[Any, ...]) -> Any:
+    """Conv2DTranspose + BatchNorm + strided 'same' convs, non-square RGB, softmax over 3."""
+    L = k.layers
+
+    def block(x: Any, filters: int, strides: int = 1) -> Any:
+        x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization()(x)
+        return L.Activation("relu")(x)
+
+    inputs = L.Input(shape)
+    s1 = block(inputs, 6)
+    s2 = block(block(s1, 8, strides=2), 8)
+    s3 = block(block(s2, 12, strides=2), 12)
+    x = block(s3, 16, strides=2)
+    for skip, filters in ((s3, 12), (s2, 8), (s1, 6)):
+        x = L.Conv2DTranspose(filters, 3, strides=2, padding="same")(x)
+        x = L.BatchNormalization()(x)
+        x = L.Concatenate()([skip, L.ReLU()(x)])
+        x = block(x, filters)
+    outputs = L.Conv2D(3, 1, activation="softmax")(x)
+    return k.Model(inputs, outputs)
+
+
+def valid_unet(k: Any, shape: tuple[Any, ...]) -> Any:
+    """'valid' padding everywhere; the skip is cropped to the upsampled size."""
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(4, 3, activation="relu")(inputs)
+    skip = L.Conv2D(4, 3, activation="relu")(x)  # 40
+    x = L.MaxPooling2D(2)(skip)  # 20
+    x = L.Conv2D(8, 3, activation="relu")(x)
+    x = L.Conv2D(8, 3, activation="relu")(x)  # 16
+    x = L.Conv2DTranspose(4, 2, strides=2)(x)  # 32
+    x = L.Concatenate()([L.Cropping2D(4)(skip), x])
+    x = L.Conv2D(4, 3, activation="relu")(x)
+    x = L.Conv2D(4, 3, activation="relu")(x)  # 28
+    outputs = L.Conv2D(1, 1, activation="sigmoid")(x)
+    return k.Model(inputs, outputs)
+
+
+def extras_tf(k: Any, shape: tuple[Any, ...]) -> Any:
+    """Everything else the converter supports, as tf.keras 2.x writes it."""
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.ZeroPadding2D(((1, 2), (0, 3)))(inputs)
+    x = L.Cropping2D(((1, 2), (0, 3)))(x)
+    a = L.Conv2D(6, 4, strides=2, padding="same", activation="tanh")(x)  # even kernel, stride 2
+    b = L.Conv2D(6, 3, dilation_rate=2, padding="same", activation="elu")(L.AveragePooling2D(2)(x))
+    x = L.Add()([a, b])
+    x = L.LeakyReLU(alpha=0.2)(x)
+    x = L.Conv2D(6, 3, padding="same", activation="selu", use_bias=False)(x)
+    x = L.BatchNormalization(center=False)(x)
+    x = L.SpatialDropout2D(0.3)(x)
+    y = L.AveragePooling2D(3, strides=2, padding="same")(x)  # excludes padding from the mean
+    y = L.MaxPooling2D(3, strides=2, padding="same")(L.Activation("swish")(y))
+    y = L.UpSampling2D(4, interpolation="bilinear")(y)
+    x = L.Multiply()([x, L.Activation("sigmoid")(L.Conv2D(6, 1)(y))])
+    x = L.ReLU(max_value=6.0)(L.Conv2D(6, 3, padding="same")(x))
+    x = L.ReLU(negative_slope=0.1)(L.Conv2D(5, 3, padding="same")(x))
+    x = L.Conv2DTranspose(4, 4, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2DTranspose(4, 1, strides=2, padding="valid")(x)  # kernel < stride
+    x = L.AveragePooling2D(4)(x)
+    x = L.Conv2D(4, 1, activation="softmax")(x)
+    outputs = L.Softmax()(L.Conv2D(4, 1)(x))
+    return k.Model(inputs, outputs)
+
+
+def extras_keras3(k: Any, shape: tuple[Any, ...]) -> Any:
+    """Keras 3 schema: negative_slope, silu, 'same' pooling on odd sizes, Add of three."""
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(5, 3, padding="same", activation="silu")(inputs)
+    x = L.BatchNormalization(scale=False, epsilon=0.01)(x)
+    x = L.LeakyReLU(negative_slope=0.05)(x)
+    p = L.MaxPooling2D(3, strides=2, padding="same")(x)
+    q = L.Conv2D(5, 2, strides=2, padding="same", activation="relu")(x)
+    r = L.Conv2D(5, 5, strides=2, padding="same", dilation_rate=1)(x)
+    x = L.Add()([p, q, r])
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="valid", activation="tanh")(x)
+    x = L.Cropping2D(((0, 1), (1, 0)))(x)
+    x = L.UpSampling2D((1, 2))(x)
+    x = L.Conv2D(2, 3, padding="valid", activation="softmax")(x)
+    outputs = L.Activation("linear")(x)
+    return k.Model(inputs, outputs)
+
+
+def sequential(k: Any, shape: tuple[Any, ...]) -> Any:
+    L = k.layers
+    return k.Sequential(
+        [
+            k.Input(shape),
+            L.Conv2D(4, 3, padding="same", activation="relu"),
+            L.MaxPooling2D(2),
+            L.Conv2D(4, 3, padding="same", activation="relu"),
+            L.Dropout(0.2),
+            L.UpSampling2D(2),
+            L.Conv2D(1, 3, padding="same", activation="sigmoid"),
+        ]
+    )
+
+
+def two_formats(k: Any, shape: tuple[Any, ...], data_format: str = "channels_first") -> Any:
+    """The same small U-Net in either data format (weights are layout-independent)."""
+    L = k.layers
+    axis = 1 if data_format == "channels_first" else 3
+    inputs = L.Input(shape)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", data_format=data_format)(inputs)
+    x = L.BatchNormalization(axis=axis)(x)
+    skip = x
+    x = L.MaxPooling2D(2, data_format=data_format)(x)
+    x = L.Conv2D(4, 3, padding="same", activation="relu", data_format=data_format)(x)
+    x = L.UpSampling2D(2, data_format=data_format)(x)
+    x = L.Concatenate(axis=axis)([x, skip])
+    x = L.Conv2D(2, 1, activation="sigmoid", data_format=data_format)(x)
+    return k.Model(inputs, x)
+
+
+def custom_layer(k: Any, shape: tuple[Any, ...]) -> Any:
+    """A layer class of the user's own (one weight per channel): converts only after a
+    converter for it is registered (README "Your own layers")."""
+
+    class ChannelScale(k.layers.Layer):
+        def build(self, input_shape: Any) -> None:
+            self.scale = self.add_weight(name="scale", shape=(input_shape[-1],))
+
+        def call(self, x: Any) -> Any:
+            return x * self.scale
+
+    if k is keras:
+        ChannelScale = keras.saving.register_keras_serializable("unetkit_test")(ChannelScale)
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(3, 3, padding="same", activation="relu")(inputs)
+    x = ChannelScale(name="channel_scale")(x)
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
+
+
+def unsupported(k: Any) -> Any:
+    L = k.layers
+    inputs = L.Input((16, 16, 1))
+    x = L.DepthwiseConv2D(3, padding="same")(inputs)
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
+
+
+CASES: list[dict[str, Any]] = [
+    # shape: the saved model's input; sizes: (H, W) of the golden images (batch 2, then 3);
+    # rule: the valid input sizes worked out by hand [multiple_h, min_h, multiple_w, min_w].
+    {
+        "name": "zhixuhao_tf",
+        "build": zhixuhao_unet,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (64, 64, 1),
+        "sizes": [(64, 64), (48, 80)],
+        "rule": [16, 16, 16, 16],
+    },
+    {
+        "name": "zhixuhao_k3",
+        "build": zhixuhao_unet,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 1),
+        "sizes": [(32, 32), (64, 48)],
+        "rule": [16, 16, 16, 16],
+    },
+    {
+        "name": "transpose_bn_k3",
+        "build": transpose_bn_unet,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (48, 80, 3),
+        "sizes": [(48, 80), (32, 40)],
+        "rule": [8, 8, 8, 8],
+        "mean": [123.675, 116.28, 103.53],
+        "std": [58.395, 57.12, 57.375],
+    },
+    {
+        "name": "transpose_bn_k3h5",
+        "build": transpose_bn_unet,
+        "writer": "keras3",
+        "suffix": ".h5",
+        "shape": (48, 80, 3),
+        "sizes": [(48, 80), (24, 16)],
+        "rule": [8, 8, 8, 8],
+    },
+    {
+        "name": "valid_tf",
+        "build": valid_unet,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (44, 44, 1),
+        "sizes": [(44, 44), (52, 46)],
+        "rule": [2, 18, 2, 18],
+    },
+    {
+        "name": "extras_tf",
+        "build": extras_tf,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 2),
+        "sizes": [(24, 40), (16, 8)],
+        "rule": [8, 8, 8, 8],
+    },
+    {
+        "name": "extras_k3",
+        "build": extras_keras3,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 3),
+        "sizes": [(20, 17), (9, 30)],
+        "rule": [1, 3, 1, 1],
+    },
+    {
+        "name": "sequential_tf",
+        "build": sequential,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (32, 32, 1),
+        "sizes": [(32, 32), (16, 24)],
+        "rule": [1, 2, 1, 2],
+    },
+    {
+        "name": "sequential_k3",
+        "build": sequential,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (32, 32, 1),
+        "sizes": [(32, 32), (8, 6)],
+        "rule": [1, 2, 1, 2],
+    },
+    # TensorFlow's CPU kernels cannot run NCHW convolutions, so this model's goldens come
+    # from its channels_last twin with the same weights.
+    {
+        "name": "channels_first_k3",
+        "build": two_formats,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (3, 32, 32),
+        "sizes": [(32, 32), (16, 8)],
+        "rule": [2, 2, 2, 2],
+        "twin": lambda k, shape: two_formats(k, shape, "channels_last"),
+    },
+    # Convert only once a converter for ChannelScale is registered (test_registry.py).
+    {
+        "name": "custom_layer_k3",
+        "build": custom_layer,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 2),
+        "sizes": [(8, 12), (5, 7)],
+        "rule": [1, 1, 1, 1],
+        "needs_converter": "ChannelScale",
+    },
+    {
+        "name": "custom_layer_tf",
+        "build": custom_layer,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 2),
+        "sizes": [(8, 12), (5, 7)],
+        "rule": [1, 1, 1, 1],
+        "needs_converter": "ChannelScale",
+    },
+]
+
+
+def predict(model: Any, images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    x = (images.astype(np.float32) - mean) / std
+    return np.asarray(model(x, training=False), dtype=np.float32)
+
+
+def make_case(case: dict[str, Any], index: int) -> dict[str, Any]:
+    k: Any = tf_keras if case["writer"] == "tf_keras" else keras
+    k.utils.set_random_seed(index)
+    rng = np.random.default_rng(1000 + index)
+    model = case["build"](k, case["shape"])
+    randomize(model, rng)
+    path = MODELS / f"{case['name']}{case['suffix']}"
+    model.save(path)
+    channels_first = "twin" in case
+    channels = case["shape"][0 if channels_first else 2]
+    mean = np.array(case.get("mean", [0.0]), dtype=np.float32)
+    std = np.array(case.get("std", [255.0]), dtype=np.float32)
+    arrays: dict[str, np.ndarray] = {}
+    for i, ((h, w), batch) in enumerate(zip(case["sizes"], (2, 3), strict=True)):
+        # A model with a fixed input size only runs at that size: other sizes use a twin
+        # built for them with the same weights.
+        build = case.get("twin", case["build"])
+        runner = model
+        if channels_first or (case["shape"][0] is not None and (h, w) != case["shape"][:2]):
+            runner = build(k, (h, w, channels))
+            runner.set_weights(model.get_weights())
+        images = rng.integers(0, 256, (batch, h, w, channels), dtype=np.uint8)
+        arrays[f"image_{i}"] = images
+        arrays[f"prob_{i}"] = predict(runner, images, mean, std)
+    np.savez_compressed(MODELS / f"{case['name']}.npz", **arrays)
+    multiple_h, min_h, multiple_w, min_w = case["rule"]
+    fixed = case["shape"][1:] if channels_first else case["shape"][:2]
+    return {
+        "name": case["name"],
+        "model": path.name,
+        "goldens": f"{case['name']}.npz",
+        "writer": f"{case['writer']} {k.__version__}",
+        "mean": case.get("mean"),
+        "std": case.get("std"),
+        "keras_size": None if fixed[0] is None else list(fixed),
+        "size_rule": {
+            "multiple_h": multiple_h,
+            "min_height": min_h,
+            "multiple_w": multiple_w,
+            "min_width": min_w,
+        },
+        "classes": int(arrays["prob_0"].shape[-1]),
+        "needs_converter": case.get("needs_converter"),
+    }
+
+
+def main() -> int:
+    MODELS.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for index, case in enumerate(CASES):
+        try:
+            entries.append(make_case(case, index))
+        except Exception as e:  # report which case the installed Keras cannot build
+            print(
+                f"{case['name']}: skipped, Keras failed: {type(e).__name__}: {e}", file=sys.stderr
+            )
+            continue
+        print(f"{case['name']}: ok")
+    unsupported(keras).save(MODELS / "unsupported_depthwise.keras")
+    (HERE / "manifest.json").write_text(json.dumps({"cases": entries}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Run one layer converter on its own, and numpy references of what Keras computes.
+
+`convert_layer` builds the ONNX graph of a single Keras layer (NCHW float32 in and out, as
+inside the kit's graph) through the registry, checks its declared output shape, and runs
+it in ONNX Runtime. The references follow TensorFlow's definitions (SAME_UPPER padding,
+average pooling over the pixels inside the image, half-pixel bilinear resizing), written
+with plain numpy so that these tests need no TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from unetkit.keras2onnx.keras_file import KerasLayer, Weight
+from unetkit.keras2onnx.onnx_graph import GraphBuilder
+from unetkit.keras2onnx.registry import make_op
+
+RNG = np.random.default_rng(7)
+
+
+def random(*shape: int) -> np.ndarray:
+    return RNG.standard_normal(shape).astype(np.float32)
+
+
+def keras_layer(
+    class_name: str, config: dict[str, Any], weights: Sequence[np.ndarray] = ()
+) -> KerasLayer:
+    return KerasLayer(
+        name="layer",
+        class_name=class_name,
+        config=config,
+        calls=[],
+        weights=[Weight(f"layer/{i}", w.shape, lambda w=w: w) for i, w in enumerate(weights)],
+    )
+
+
+def convert_layer(
+    layer: KerasLayer,
+    inputs: Sequence[np.ndarray],
+    layout: str = "channels_last",
+    dynamic: bool = True,
+) -> np.ndarray:
+    """The converted layer's output for NCHW `inputs`.
+
+    dynamic: H and W unknown while converting (what the kit exports), else the inputs' own.
+    """
+    op = make_op(layer, layout)
+    shapes = [
+        (x.shape[1], None, None) if dynamic else (x.shape[1], x.shape[2], x.shape[3])
+        for x in inputs
+    ]
+    g = GraphBuilder()
+    names = [g.reserve(f"x{i}") for i in range(len(inputs))]
+    out = op.emit(g, names, shapes)
+    graph = helper.make_graph(
+        g.nodes,
+        "layer",
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", s[0], "H", "W"])
+            for n, s in zip(names, shapes, strict=True)
+        ],
+        [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+        initializer=list(g.tensors()),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (result,) = session.run(None, {n: x for n, x in zip(names, inputs, strict=True)})
+    declared = op.output_shape([(x.shape[1], x.shape[2], x.shape[3]) for x in inputs])
+    assert tuple(declared) == result.shape[1:], (declared, result.shape)
+    return result
+
+
+# ---- references (NCHW float arrays; Keras kernels as Keras stores them) ----------------------
+
+
+def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'same': the odd extra pixel goes at the end (bottom/right)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def _pad_hw(
+    x: np.ndarray, pads: tuple[tuple[int, int], tuple[int, int]], value: float
+) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), *pads), constant_values=value)
+
+
+def conv2d(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None = None,
+    strides: tuple[int, int] = (1, 1),
+    padding: str = "valid",
+    dilation: tuple[int, int] = (1, 1),
+) -> np.ndarray:
+    """kernel [kh, kw, in, out]."""
+    kh, kw = kernel.shape[:2]
+    eff = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    if padding == "same":
+        x = _pad_hw(x, tuple(same_pads(x.shape[2 + i], eff[i], strides[i]) for i in range(2)), 0.0)
+    oh = (x.shape[2] - eff[0]) // strides[0] + 1
+    ow = (x.shape[3] - eff[1]) // strides[1] + 1
+    out = np.zeros((x.shape[0], kernel.shape[3], oh, ow), np.float64)
+    for dy in range(kh):
+        for dx in range(kw):
+            y0, x0 = dy * dilation[0], dx * dilation[1]
+            patch = x[
+                :,
+                :,
+                y0 : y0 + (oh - 1) * strides[0] + 1 : strides[0],
+                x0 : x0 + (ow - 1) * strides[1] + 1 : strides[1],
+            ]
+            out += np.einsum("nihw,io->nohw", patch, kernel[dy, dx])
+    if bias is not None:
+        out += bias[None, :, None, None]
+    return out.astype(np.float32)
+
+
+def conv2d_transpose(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None = None,
+    strides: tuple[int, int] = (1, 1),
+    padding: str = "valid",
+) -> np.ndarray:
+    """kernel [kh, kw, out, in] (Keras's Conv2DTranspose layout); Keras's output sizes."""
+    n, _, h, w = x.shape
+    kh, kw = kernel.shape[:2]
+    sh, sw = strides
+    full = np.zeros((n, kernel.shape[2], (h - 1) * sh + kh, (w - 1) * sw + kw), np.float64)
+    for dy in range(kh):
+        for dx in range(kw):
+            full[:, :, dy : dy + (h - 1) * sh + 1 : sh, dx : dx + (w - 1) * sw + 1 : sw] += (
+                np.einsum("nihw,oi->nohw", x, kernel[dy, dx])
+            )
+    sizes, begins = [], []
+    for size, k, s in ((h, kh, sh), (w, kw, sw)):
+        if padding == "same":
+            sizes.append(size * s)
+            begins.append(max(k - s, 0) // 2)
+        else:
+            sizes.append(size * s + max(k - s, 0))
+            begins.append(0)
+    # A kernel smaller than the stride leaves zeros at the end.
+    full = np.pad(
+        full,
+        (
+            (0, 0),
+            (0, 0),
+            (0, max(sizes[0] - full.shape[2], 0)),
+            (0, max(sizes[1] - full.shape[3], 0)),
+        ),
+    )
+    out = full[:, :, begins[0] : begins[0] + sizes[0], begins[1] : begins[1] + sizes[1]]
+    if bias is not None:
+        out = out + bias[None, :, None, None]
+    return out.astype(np.float32)
+
+
+def pool2d(
+    x: np.ndarray,
+    pool: tuple[int, int],
+    strides: tuple[int, int],
+    padding: str,
+    kind: str,
+) -> np.ndarray:
+    """Max or average pooling; the average counts the pixels inside the image only."""
+    if padding == "same":
+        pads = tuple(same_pads(x.shape[2 + i], pool[i], strides[i]) for i in range(2))
+        values = _pad_hw(x.astype(np.float64), pads, -np.inf if kind == "max" else 0.0)
+        counts = _pad_hw(np.ones_like(x, np.float64), pads, 0.0)
+    else:
+        values, counts = x.astype(np.float64), np.ones_like(x, np.float64)
+    oh = (values.shape[2] - pool[0]) // strides[0] + 1
+    ow = (values.shape[3] - pool[1]) // strides[1] + 1
+    windows = [
+        (
+            values[
+                :,
+                :,
+                dy : dy + (oh - 1) * strides[0] + 1 : strides[0],
+                dx : dx + (ow - 1) * strides[1] + 1 : strides[1],
+            ],
+            counts[
+                :,
+                :,
+                dy : dy + (oh - 1) * strides[0] + 1 : strides[0],
+                dx : dx + (ow - 1) * strides[1] + 1 : strides[1],
+            ],
+        )
+        for dy in range(pool[0])
+        for dx in range(pool[1])
+    ]
+    if kind == "max":
+        return np.max([v for v, _ in windows], axis=0).astype(np.float32)
+    return (sum(v for v, _ in windows) / sum(c for _, c in windows)).astype(np.float32)
+
+
+def resize_bilinear_half_pixel(x: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """tf.image.resize(method='bilinear'): sample at half-pixel centres, edges clamped."""
+
+    def axis_weights(size: int, factor: int) -> np.ndarray:
+        source = (np.arange(size * factor) + 0.5) / factor - 0.5
+        source = np.clip(source, 0, size - 1)
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, size - 1)
+        frac = source - low
+        matrix = np.zeros((size * factor, size))
+        matrix[np.arange(size * factor), low] += 1 - frac
+        matrix[np.arange(size * factor), high] += frac
+        return matrix
+
+    rows = axis_weights(x.shape[2], scale[0])
+    cols = axis_weights(x.shape[3], scale[1])
+    return np.einsum("yh,nchw,xw->ncyx", rows, x.astype(np.float64), cols).astype(np.float32)
+
+
+def softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+ACTIVATIONS = {
+    "linear": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0),
+    "sigmoid": sigmoid,
+    "tanh": np.tanh,
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    "swish": lambda x: x * sigmoid(x),
+    "silu": lambda x: x * sigmoid(x),
+    "softmax": lambda x: softmax(x, axis=1),
+}

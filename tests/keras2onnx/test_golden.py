@@ -1,0 +1,182 @@
+"""Exported graphs against outputs that real Keras computed (golden/make_goldens.py)."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from tests.helpers import GOLDEN
+from unetkit.core import DEFAULT_THRESHOLD, INPUT_IMAGE, OUTPUT_MASK, OUTPUT_PROB, read_model_info
+from unetkit.keras2onnx import export_onnx, write_onnx
+
+MANIFEST: list[dict[str, Any]] = json.loads((GOLDEN / "manifest.json").read_text())["cases"]
+# Models of a user's own layer class convert once a converter is registered (test_registry.py).
+CASES = [c for c in MANIFEST if not c.get("needs_converter")]
+TOLERANCE = 1e-4
+
+
+def keras_mask(prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    if prob.shape[-1] == 1:
+        return (prob[..., 0] > threshold).astype(np.uint8)
+    return prob.argmax(axis=-1).astype(np.uint8)
+
+
+def decided(prob: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
+    """Pixels whose MASK cannot flip within the tolerance (one class: far from threshold;
+    several: the best class leads the runner-up by more than twice the tolerance)."""
+    if prob.shape[-1] == 1:
+        return np.abs(prob[..., 0] - threshold) > TOLERANCE
+    top2 = np.sort(prob, axis=-1)[..., -2:]
+    return top2[..., 1] - top2[..., 0] > 2 * TOLERANCE
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def export_case(case: dict[str, Any], **options: Any) -> tuple[onnx.ModelProto, Any]:
+    return export_onnx(
+        GOLDEN / "models" / case["model"], mean=case["mean"], std=case["std"], **options
+    )
+
+
+def check_outputs(sess: ort.InferenceSession, image: np.ndarray, prob_keras: np.ndarray) -> None:
+    prob, mask = sess.run([OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: image})
+    assert prob.dtype == np.float32 and mask.dtype == np.uint8
+    assert prob.shape == prob_keras.shape
+    assert mask.shape == prob_keras.shape[:3]
+    assert np.max(np.abs(prob - prob_keras)) <= TOLERANCE
+    expected = keras_mask(prob_keras)
+    sure = decided(prob_keras)
+    assert sure.mean() > 0.99  # the comparison below covers nearly every pixel
+    np.testing.assert_array_equal(mask[sure], expected[sure])
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c["name"] for c in CASES])
+def dynamic_export(request: pytest.FixtureRequest) -> tuple[dict[str, Any], onnx.ModelProto, Any]:
+    case = request.param
+    model, info = export_case(case)
+    return case, model, info
+
+
+def test_golden_cases_cover_both_writers_and_formats() -> None:
+    writers = {c["writer"].split()[0] for c in CASES}
+    suffixes = {Path(c["model"]).suffix for c in CASES}
+    assert writers == {"tf_keras", "keras3"}
+    assert suffixes == {".h5", ".keras"}
+    assert {c["writer"].split()[0] for c in CASES if c["model"].endswith(".h5")} == writers
+
+
+def test_matches_keras_at_every_golden_size(dynamic_export: tuple) -> None:
+    case, model, _ = dynamic_export
+    onnx.checker.check_model(model, full_check=True)
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    sess = session(model)
+    for i in range(2):
+        check_outputs(sess, goldens[f"image_{i}"], goldens[f"prob_{i}"])
+
+
+def test_size_rule_matches_hand_derivation(dynamic_export: tuple) -> None:
+    case, model, info = dynamic_export
+    rule = case["size_rule"]
+    assert (info.height.multiple, info.height.minimum) == (rule["multiple_h"], rule["min_height"])
+    assert (info.width.multiple, info.width.minimum) == (rule["multiple_w"], rule["min_width"])
+    assert info.classes == case["classes"]
+    assert read_model_info(model) == info
+
+
+def test_dynamic_export_leaves_batch_height_width_symbolic(dynamic_export: tuple) -> None:
+    _, model, info = dynamic_export
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims] == ["N", "H", "W", info.channels]
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c["keras_size"]], ids=lambda c: c["name"])
+def test_fixed_shape_export_matches_keras(case: dict[str, Any]) -> None:
+    model, info = export_case(case, fixed_shape=True)
+    assert info.fixed_size == tuple(case["keras_size"])
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:3]] == case["keras_size"]
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    check_outputs(session(model), goldens["image_0"], goldens["prob_0"])
+    assert info.check_size(*case["keras_size"]) is None
+    assert "only" in info.check_size(case["keras_size"][0] + 1, case["keras_size"][1])
+
+
+def test_threshold_moves_the_mask() -> None:
+    case = next(c for c in CASES if c["name"] == "zhixuhao_tf")
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    image, prob_keras = goldens["image_0"], goldens["prob_0"]
+    threshold = float(np.median(prob_keras))
+    model, info = export_case(case, threshold=threshold)
+    assert info.threshold == threshold
+    (mask,) = session(model).run([OUTPUT_MASK], {INPUT_IMAGE: image})
+    sure = decided(prob_keras, threshold)
+    np.testing.assert_array_equal(mask[sure], keras_mask(prob_keras, threshold)[sure])
+    assert 0.3 < mask.mean() < 0.7
+
+
+def test_wrong_normalization_changes_prob() -> None:
+    """The mean/std of the goldens matter: exporting without them must not match Keras."""
+    case = next(c for c in CASES if c["mean"])
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    model, _ = export_onnx(GOLDEN / "models" / case["model"])
+    (prob,) = session(model).run([OUTPUT_PROB], {INPUT_IMAGE: goldens["image_0"]})
+    assert np.max(np.abs(prob - goldens["prob_0"])) > 1e-2
+
+
+def test_opset_is_17_with_an_ir_version_tensorrt_reads() -> None:
+    model, _ = export_case(CASES[0])
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+    assert model.ir_version == 8
+
+
+def test_nearest_upsampling_is_asymmetric_floor_resize() -> None:
+    model, _ = export_case(next(c for c in CASES if c["name"] == "zhixuhao_tf"))
+    resizes = [n for n in model.graph.node if n.op_type == "Resize"]
+    assert len(resizes) == 4
+    for node in resizes:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs == {
+            "mode": b"nearest",
+            "coordinate_transformation_mode": b"asymmetric",
+            "nearest_mode": b"floor",
+        }
+
+
+@pytest.mark.parametrize("name", ["zhixuhao_tf", "transpose_bn_k3"])
+def test_streamed_file_matches_keras(name: str, tmp_path: Path) -> None:
+    """write_onnx (the CLI's path: one tensor in memory at a time) gives the same model."""
+    case = next(c for c in CASES if c["name"] == name)
+    out = tmp_path / "model.onnx"
+    info = write_onnx(GOLDEN / "models" / case["model"], out, mean=case["mean"], std=case["std"])
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert read_model_info(model) == info
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for i in range(2):
+        check_outputs(sess, goldens[f"image_{i}"], goldens[f"prob_{i}"])
+
+
+def test_deflated_keras_zip_is_read_too(tmp_path: Path) -> None:
+    """Keras stores its zip members uncompressed; a re-zipped (deflated) file still works."""
+    case = next(c for c in CASES if c["name"] == "zhixuhao_k3")
+    deflated = tmp_path / "deflated.keras"
+    with (
+        zipfile.ZipFile(GOLDEN / "models" / case["model"]) as src,
+        zipfile.ZipFile(deflated, "w", zipfile.ZIP_DEFLATED) as dst,
+    ):
+        for item in src.namelist():
+            dst.writestr(item, src.read(item))
+    model, _ = export_onnx(deflated)
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    check_outputs(session(model), goldens["image_1"], goldens["prob_1"])

@@ -1,0 +1,97 @@
+"""model_repository/unet/config.pbtxt: the GPU deployment of the example model.
+
+Parsed with Triton's own ModelConfig protobuf, so a misspelt field fails here rather than
+at server start on a GPU host.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from tests.helpers import REPO_ROOT
+from unetkit.core import (
+    BatchShape,
+    ModelInfo,
+    Profile,
+    SizeRule,
+    UserError,
+    default_profile,
+    read_model_info,
+)
+from unetkit.triton import onnx_path, read_max_batch_size, render_plan_config
+
+GPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "config.pbtxt"
+CPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "configs" / "cpu.pbtxt"
+
+
+def parse(text: str) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module")
+def example_info(serving_repository: Path):
+    return read_model_info(onnx_path(serving_repository))
+
+
+def test_committed_config_is_the_renderers_output_for_the_example_model(example_info):
+    assert GPU_CONFIG.read_text() == render_plan_config(example_info, default_profile(example_info))
+
+
+def test_gpu_config_has_the_cpu_configs_name_inputs_and_outputs():
+    gpu, cpu = parse(GPU_CONFIG.read_text()), parse(CPU_CONFIG.read_text())
+    assert gpu.name == cpu.name == "unet"
+    assert list(gpu.input) == list(cpu.input)
+    assert list(gpu.output) == list(cpu.output)
+    assert gpu.platform == "tensorrt_plan"
+
+
+def test_gpu_config_runs_on_the_gpu_with_batching_and_graphs_inside_the_profile():
+    config = parse(GPU_CONFIG.read_text())
+    assert [g.kind for g in config.instance_group] == [model_config_pb2.ModelInstanceGroup.KIND_GPU]
+    assert config.max_batch_size == read_max_batch_size(GPU_CONFIG) == 32
+    batching = config.dynamic_batching
+    assert list(batching.preferred_batch_size) == [8, 32]
+    assert 0 < batching.max_queue_delay_microseconds <= 1000
+    cuda = config.optimization.cuda
+    assert cuda.graphs
+    covered = set()
+    for spec in cuda.graph_spec:
+        assert list(spec.input["IMAGE"].dim) == [256, 256, 1]
+        low = spec.graph_lower_bound.batch_size or spec.batch_size
+        covered.update(range(low, spec.batch_size + 1))
+    # every batch size the dynamic batcher can form at 256x256 has a graph
+    assert covered == set(range(1, config.max_batch_size + 1))
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params == {
+        "size_multiple_h": "16",
+        "min_height": "16",
+        "size_multiple_w": "16",
+        "min_width": "16",
+        "size_multiple": "16",
+        "max_image_side": "512",
+    }
+
+
+def test_config_follows_a_users_profile_and_fixed_size():
+    rule = SizeRule(16, 16)
+    fixed = ModelInfo(1, 1, rule, rule, (320, 480), 0.5, (0.0,), (255.0,), "user model")
+    p = Profile(BatchShape(1, 320, 480), BatchShape(4, 320, 480), BatchShape(16, 320, 480))
+    config = parse(render_plan_config(fixed, p))
+    assert config.max_batch_size == 16
+    assert list(config.input[0].dims) == [320, 480, 1]
+    assert list(config.output[1].dims) == [320, 480]
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 16]
+    assert [s.batch_size for s in config.optimization.cuda.graph_spec] == [1, 4, 16]
+
+
+def test_read_max_batch_size_refuses_a_config_without_one(tmp_path):
+    config = tmp_path / "config.pbtxt"
+    config.write_text('name: "unet"\n')
+    with pytest.raises(UserError, match="no max_batch_size"):
+        read_max_batch_size(config)
+    with pytest.raises(UserError, match=r"no config\.pbtxt"):
+        read_max_batch_size(tmp_path / "missing.pbtxt")

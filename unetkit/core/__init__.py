@@ -1,0 +1,45 @@
+"""The small core every part of the kit builds on: the I/O contract and its size rule,
+the model's stored description, the deployment's shape profile, sample images, one-line
+errors and atomic writes."""
+
+from unetkit.core.exports import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "exports": ["lazy_exports"],
+        "contract": [
+            "MODEL_NAME",
+            "MODEL_VERSION",
+            "INPUT_IMAGE",
+            "OUTPUT_PROB",
+            "OUTPUT_MASK",
+            "DEFAULT_THRESHOLD",
+            "DEFAULT_HOST",
+            "DEFAULT_HTTP_PORT",
+            "DEFAULT_GRPC_PORT",
+            "DEFAULT_METRICS_PORT",
+            "DEFAULT_GRPC_URL",
+            "PARAM_MULTIPLE_H",
+            "PARAM_MULTIPLE_W",
+            "PARAM_MIN_HEIGHT",
+            "PARAM_MIN_WIDTH",
+            "PARAM_SIZE_MULTIPLE",
+            "PARAM_MAX_IMAGE_SIDE",
+            "PARAM_INTRA_OP_THREADS",
+        ],
+        "errors": ["UserError", "add_debug_flag", "run_cli"],
+        "files": ["atomic_path", "sha256_file", "write_bytes_atomic", "write_text_atomic"],
+        "size_rule": ["SizeRule", "rules_from_parameters"],
+        "model_info": ["ModelInfo", "contract_info", "load_onnx", "read_model_info"],
+        "profile": [
+            "BatchShape",
+            "Profile",
+            "check_max_batch_size",
+            "default_profile",
+            "parse_shape",
+            "validate_profile",
+        ],
+        "samples": ["Sample", "iou", "load_samples"],
+    },
+)

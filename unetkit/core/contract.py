@@ -1,0 +1,31 @@
+"""The I/O contract every part of the kit relies on, and where servers listen by default.
+
+IMAGE  uint8   [N, H, W, C]  raw pixels, channels last
+PROB   float32 [N, H', W', K] the Keras model's output for IMAGE normalized inside the graph
+MASK   uint8   [N, H', W']   PROB > threshold when K == 1, argmax over K otherwise
+"""
+
+MODEL_NAME = "unet"
+MODEL_VERSION = "1"
+INPUT_IMAGE = "IMAGE"
+OUTPUT_PROB = "PROB"
+OUTPUT_MASK = "MASK"
+DEFAULT_THRESHOLD = 0.5
+
+# Triton's own defaults; every launcher, client and load generator of the kit uses these.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002
+DEFAULT_GRPC_URL = f"{DEFAULT_HOST}:{DEFAULT_GRPC_PORT}"
+
+# Names of the `parameters` of the model's config.pbtxt that model.py and the client read.
+# The size rule per axis: valid sizes are minimum + k * multiple (k >= 0).
+PARAM_MULTIPLE_H = "size_multiple_h"
+PARAM_MULTIPLE_W = "size_multiple_w"
+PARAM_MIN_HEIGHT = "min_height"
+PARAM_MIN_WIDTH = "min_width"
+# The lcm of the two multiples, kept for clients written against the first release.
+PARAM_SIZE_MULTIPLE = "size_multiple"
+PARAM_MAX_IMAGE_SIDE = "max_image_side"
+PARAM_INTRA_OP_THREADS = "intra_op_threads"

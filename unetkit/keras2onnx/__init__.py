@@ -1,0 +1,34 @@
+"""Keras .h5/.keras file -> ONNX with the kit's I/O contract, without TensorFlow.
+
+`keras_file` reads the file into a neutral graph of layers, `layers/` holds one converter
+per Keras layer family (registered with `register_layer`), `converter` schedules the
+layers, finds the size rule and writes the ONNX model.
+"""
+
+from unetkit.core import lazy_exports
+from unetkit.keras2onnx import layers  # noqa: F401  (the kit's converters register first)
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "converter": [
+            "DEFAULT_OPSET",
+            "MIN_OPSET",
+            "Conversion",
+            "convert",
+            "export_onnx",
+            "save_onnx",
+            "write_onnx",
+        ],
+        "registry": [
+            "DuplicateRegistration",
+            "Registration",
+            "register_layer",
+            "registrations",
+            "supported_layers",
+            "supported_layers_markdown",
+        ],
+        "layers.base": ["Config", "Op", "Shape", "ShapeMismatch"],
+        "onnx_graph": ["GraphBuilder", "LazyTensor"],
+    },
+)

@@ -1,0 +1,12 @@
+"""The kit's layer converters, one module per layer family; importing this registers them."""
+
+from unetkit.keras2onnx.layers import (  # noqa: F401  (imported for their registrations)
+    activations,
+    convolution,
+    merge,
+    normalization,
+    pooling,
+    regularization,
+    reshaping,
+    upsampling,
+)

@@ -1,0 +1,201 @@
+"""What every layer converter shares: typed config access, shapes, the Op base class.
+
+Inside the graph every tensor is NCHW. A shape is (C, H, W) for one image; H or W is None
+when it is only known at run time. Each op validates its Keras config up front, computes
+output shapes (also for the size search in `unetkit.keras2onnx.size_search`) and emits
+ONNX nodes.
+
+'same' padding is one of the two traps of Keras -> ONNX: TensorFlow puts the odd extra
+row/column at the bottom/right (ONNX SAME_UPPER). Explicit pads are written wherever they
+do not depend on the run-time size; otherwise auto_pad=SAME_UPPER.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from unetkit.core import UserError
+from unetkit.keras2onnx.keras_file import KerasLayer, Weight
+from unetkit.keras2onnx.layers.functions import ACTIVATIONS
+from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
+
+Dim = int | None
+Shape = tuple[int, Dim, Dim]
+INT64_MAX = np.iinfo(np.int64).max
+
+
+class ShapeMismatch(Exception):
+    """The network cannot take the given input size (used by the size search)."""
+
+
+class Config:
+    """Typed access to one layer's Keras config; bad values become UserError."""
+
+    def __init__(self, layer: KerasLayer) -> None:
+        self.layer = layer
+        self.values = layer.config
+
+    def fail(self, message: str) -> UserError:
+        return UserError(f"layer {self.layer.name!r} ({self.layer.class_name}): {message}")
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def integer(self, key: str, default: int | None = None, minimum: int = 0) -> int:
+        value = self.values.get(key, default)
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.fail(f"{key}={value!r} is not an integer >= {minimum}")
+        return value
+
+    def number(self, key: str, default: float | None = None) -> float:
+        value = self.values.get(key, default)
+        if (
+            not isinstance(value, int | float)
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+        ):
+            raise self.fail(f"{key}={value!r} is not a number")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.values.get(key, default)
+        if not isinstance(value, bool):
+            raise self.fail(f"{key}={value!r} is not true or false")
+        return value
+
+    def pair(self, key: str, default: Any = None, minimum: int = 1) -> tuple[int, int]:
+        value = self.values.get(key, default)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]
+        if (
+            not isinstance(value, list | tuple)
+            or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or min(value) < minimum
+            or max(value) > 1 << 20
+        ):
+            raise self.fail(f"{key}={value!r} is not a pair of integers >= {minimum}")
+        return int(value[0]), int(value[1])
+
+    def pair_of_pairs(self, key: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        value = self.values.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [[value, value], [value, value]]
+        if isinstance(value, list | tuple) and len(value) == 2:
+            value = [[v, v] if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        try:
+            (a, b), (c, d) = value
+        except (TypeError, ValueError):
+            raise self.fail(f"{key}={value!r} is not ((top, bottom), (left, right))") from None
+        numbers = (a, b, c, d)
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1 << 20 for v in numbers
+        ):
+            raise self.fail(f"{key}={value!r} is not ((top, bottom), (left, right))")
+        return (a, b), (c, d)
+
+    def choice(self, key: str, options: tuple[str, ...], default: str | None = None) -> str:
+        value = self.values.get(key, default)
+        if isinstance(value, str):
+            value = value.lower()
+        if value not in options:
+            raise self.fail(f"{key}={value!r} is not supported (supported: {', '.join(options)})")
+        return value
+
+    def activation(self, key: str = "activation") -> str:
+        value = self.values.get(key, "linear")
+        if value is None:
+            return "linear"
+        if value not in ACTIVATIONS:
+            raise self.fail(
+                f"activation {value!r} is not supported (supported: {', '.join(ACTIVATIONS)})"
+            )
+        return value
+
+    def weights(self, expected: list[tuple[int, ...]]) -> list[LazyTensor]:
+        """The layer's weights as float32, read from the file only when written."""
+        found = [w.shape for w in self.layer.weights]
+        if found != expected:
+            raise self.fail(f"weights have shapes {found}, the config implies {expected}")
+        return [
+            LazyTensor(w.shape, np.dtype(np.float32), partial(_as_float32, w))
+            for w in self.layer.weights
+        ]
+
+
+def _as_float32(weight: Weight) -> np.ndarray:
+    return weight.load().astype(np.float32, copy=False)
+
+
+def keras_axis(config: Config, axis: Any, layout: str) -> int:
+    """Map a Keras axis of a 4-D tensor in `layout` to the NCHW axis used inside the graph."""
+    if isinstance(axis, list) and len(axis) == 1:
+        axis = axis[0]
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -4 <= axis <= 3:
+        raise config.fail(f"axis={axis!r} is not an axis of an image tensor")
+    axis %= 4
+    if axis == 0:
+        raise config.fail("operating along the batch axis is not supported")
+    return axis if layout == "channels_first" else (0, 2, 3, 1)[axis]
+
+
+@dataclass
+class Op:
+    """A layer ready to emit. `stride` is how much it shrinks H and W (bounds the size rule)."""
+
+    layer: KerasLayer
+    layout: str
+    stride: tuple[int, int] = (1, 1)
+
+    @property
+    def name(self) -> str:
+        return self.layer.name
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        raise NotImplementedError
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        raise NotImplementedError
+
+    def single(self, shapes: list[Shape]) -> Shape:
+        if len(shapes) != 1:
+            raise UserError(f"layer {self.name!r} takes one input, got {len(shapes)}")
+        return shapes[0]
+
+
+def same_pads(size: Dim, kernel: int, stride: int) -> tuple[int, int] | None:
+    """TensorFlow 'same' pads (extra one at the end), or None if they depend on `size`."""
+    if stride == 1:
+        total = kernel - 1
+    elif size is None:
+        return None
+    else:
+        total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def window_output(size: Dim, kernel: int, stride: int, padding: str) -> Dim:
+    if size is None:
+        return None
+    out = -(-size // stride) if padding == "same" else (size - kernel) // stride + 1
+    if out < 1:
+        raise ShapeMismatch(f"size {size} is too small for a window of {kernel}")
+    return out
+
+
+def window_attrs(
+    shape: Shape, kernels: tuple[int, int], strides: tuple[int, int], padding: str
+) -> dict[str, object]:
+    if padding == "valid":
+        return {"pads": [0, 0, 0, 0]}
+    pads = [same_pads(shape[i + 1], kernels[i], strides[i]) for i in range(2)]
+    if pads[0] is None or pads[1] is None:
+        return {"auto_pad": "SAME_UPPER"}
+    return {"pads": [pads[0][0], pads[1][0], pads[0][1], pads[1][1]]}

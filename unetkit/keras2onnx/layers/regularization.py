@@ -1,0 +1,18 @@
+"""Layers that do nothing at inference: Dropout and SpatialDropout2D."""
+
+from __future__ import annotations
+
+from unetkit.keras2onnx.layers.base import Op, Shape
+from unetkit.keras2onnx.onnx_graph import GraphBuilder
+from unetkit.keras2onnx.registry import register_layer
+
+
+@register_layer("Dropout", "SpatialDropout2D")
+class Identity(Op):
+    """Dropout and SpatialDropout2D do nothing at inference."""
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        return self.single(shapes)
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        return inputs[0]

@@ -1,0 +1,104 @@
+"""Which converter handles which Keras layer class: one decorator per class, no overrides.
+
+Each converter is an `Op` subclass registered under the Keras class names it handles:
+
+    @register_layer("Conv2D")
+    class Conv2D(Op): ...
+
+A second registration of a class name is an error, so a converter can never be replaced
+silently; the kit's own converters are registered when `unetkit.keras2onnx` is imported,
+and a user registers one for a custom layer class the same way, before converting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+from unetkit.core import UserError
+
+if TYPE_CHECKING:
+    from unetkit.keras2onnx.keras_file import KerasLayer
+    from unetkit.keras2onnx.layers.base import Op
+
+OpClass = TypeVar("OpClass", bound="type[Op]")
+
+
+class DuplicateRegistration(ValueError):
+    """A Keras layer class already has a converter."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    class_name: str
+    converter: type[Op]
+
+    @property
+    def family(self) -> str:
+        """The module the converter lives in, e.g. 'convolution' (or the user's module)."""
+        return self.converter.__module__.rsplit(".", 1)[-1]
+
+
+_REGISTRY: dict[str, Registration] = {}
+
+
+def register_layer(*class_names: str) -> Callable[[OpClass], OpClass]:
+    """Class decorator: `converter` converts Keras layers of these class names."""
+    if not class_names:
+        raise ValueError("register_layer needs at least one Keras class name")
+
+    def decorate(converter: OpClass) -> OpClass:
+        for name in class_names:
+            if name in _REGISTRY:
+                existing = _REGISTRY[name].converter
+                raise DuplicateRegistration(
+                    f"Keras layer class {name!r} already has a converter "
+                    f"({existing.__module__}.{existing.__qualname__})"
+                )
+        for name in class_names:
+            _REGISTRY[name] = Registration(name, converter)
+        return converter
+
+    return decorate
+
+
+def registrations() -> list[Registration]:
+    """Every registered converter, by family and class name."""
+    return sorted(_REGISTRY.values(), key=lambda r: (r.family, r.class_name))
+
+
+def supported_layers() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def make_op(layer: KerasLayer, layout: str) -> Op:
+    registration = _REGISTRY.get(layer.class_name)
+    if registration is None:
+        raise UserError(
+            f"layer {layer.name!r} of class {layer.class_name} is not supported: register a "
+            "converter for it with unetkit.keras2onnx.register_layer (README: 'Your own "
+            "layers'), or rebuild the model from supported layers "
+            f"({', '.join(['InputLayer', *supported_layers()])})"
+        )
+    return registration.converter(layer, layout)
+
+
+def supported_layers_markdown() -> str:
+    """The README's table of supported layers, generated from the registry."""
+    from unetkit.keras2onnx.layers.functions import ACTIVATIONS
+
+    families: dict[str, list[Registration]] = {}
+    for registration in registrations():
+        families.setdefault(registration.family, []).append(registration)
+    rows = ["| family | Keras layer classes |", "|---|---|", "| input | InputLayer |"]
+    for family, members in families.items():
+        rows.append(f"| {family} | {', '.join(r.class_name for r in members)} |")
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"Activation functions (`activation=` and the `Activation` layer): "
+            f"{', '.join(ACTIVATIONS)}.",
+        ]
+    )

@@ -1,0 +1,22 @@
+"""Load generation against a Triton server: a reusable Locust gRPC user and its measurement
+(exact HDR latencies, stability windows, Triton's own statistics), and a runner for
+headless Locust processes used by the benchmarks.
+
+`TritonGrpcUser` and `install` import Locust, which patches the standard library through
+gevent: only a locustfile should ask for them.
+"""
+
+from unetkit.core import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "latency": ["LatencyHistogram"],
+        "locust_runner": ["LOCUSTFILE", "LocustRun", "locust_command", "run_locust"],
+        "server_stats": ["StatsSnapshot", "snapshot", "split_ms"],
+        "session": ["install"],
+        "stability": ["STABLE_TOLERANCE", "STABLE_WINDOWS", "Window", "is_stable"],
+        "user": ["TritonGrpcUser"],
+        "workload": ["pad_to_rules"],
+    },
+)

@@ -1,0 +1,121 @@
+"""The JSON build report written beside model.plan, and the check that the plan fits a machine.
+
+Standard library only: the Triton container runs this check before tritonserver starts,
+and it has neither numpy nor onnx.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from unetkit.core import UserError, write_text_atomic
+
+REPORT_NAME = "build_report.json"
+FORMAT_VERSION = 1
+REBUILD_HINT = "rebuild with `docker compose run --rm build`"
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    samples: int
+    max_abs_prob_diff: float
+    mask_agreement: float
+    prob_tolerance: float
+    mask_agreement_required: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    upsample: str
+    profile: dict[str, dict[str, int]]
+    max_batch_size: int
+    onnx_sha256: str
+    plan_sha256: str
+    built_at: str
+    build_seconds: float
+    plugin_library: str | None = None
+    plugin_sha256: str | None = None
+    accuracy: Accuracy | None = None
+    format_version: int = field(default=FORMAT_VERSION)
+
+
+def report_path_for(plan_path: Path) -> Path:
+    return plan_path.with_name(REPORT_NAME)
+
+
+def write_report(path: Path, report: BuildReport) -> None:
+    write_text_atomic(path, json.dumps(asdict(report), indent=2, sort_keys=True) + "\n")
+
+
+def read_report(path: Path) -> BuildReport:
+    if not path.is_file():
+        raise UserError(
+            f"{path}: no build report; the plan was not built by the kit: {REBUILD_HINT}"
+        )
+    try:
+        data = json.loads(path.read_text())
+        accuracy = data.pop("accuracy", None)
+        report = BuildReport(
+            **data, accuracy=Accuracy(**accuracy) if accuracy is not None else None
+        )
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        raise UserError(
+            f"{path}: not a build report this kit can read ({e}): {REBUILD_HINT}"
+        ) from e
+    if report.format_version != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: build report format {report.format_version}, expected {FORMAT_VERSION}: "
+            f"{REBUILD_HINT}"
+        )
+    return report
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """major.minor.patch of a TensorRT version; the build number does not change the format."""
+    parts = []
+    for piece in version.split(".")[:3]:
+        if not piece.isdigit():
+            break
+        parts.append(int(piece))
+    return tuple(parts)
+
+
+def sm(compute_capability: str) -> str:
+    return "sm_" + compute_capability.replace(".", "")
+
+
+def plan_mismatch(
+    report: BuildReport, tensorrt_version: str, gpu_name: str, compute_capability: str
+) -> str | None:
+    """One line saying why the plan cannot load here, or None when it can.
+
+    A plan deserializes only with the TensorRT release that built it, on a GPU of the same
+    compute capability.
+    """
+    same_trt = _release(report.tensorrt_version) == _release(tensorrt_version)
+    same_sm = report.compute_capability.strip() == compute_capability.strip()
+    if same_trt and same_sm:
+        return None
+    return (
+        f"plan built with TensorRT {report.tensorrt_version} on {sm(report.compute_capability)} "
+        f"({report.gpu_name}), this container has TensorRT {tensorrt_version} on "
+        f"{sm(compute_capability)} ({gpu_name}): {REBUILD_HINT}"
+    )
+
+
+def gpu_model_note(report: BuildReport, gpu_name: str) -> str | None:
+    """Same architecture, other card: the plan loads, but its tactics were timed elsewhere."""
+    if report.gpu_name.strip() == gpu_name.strip():
+        return None
+    return (
+        f"plan was tuned on {report.gpu_name}, running on {gpu_name} "
+        f"(same {sm(report.compute_capability)}): it loads, but {REBUILD_HINT} "
+        "for the fastest kernels on this card"
+    )

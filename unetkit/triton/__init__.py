@@ -1,0 +1,33 @@
+"""Triton Inference Server: the real server from the nvidia-pytriton wheel (CPU route), the
+tritonserver command of the GPU container, the model's configurations and its repository.
+Standard library only, so the Triton container can use it."""
+
+from unetkit.core import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "access": ["ADMIN_KEY_ENV", "ADMIN_KEY_HEADER", "access_flags", "admin_key"],
+        "gpu_command": ["tritonserver_command"],
+        "model_config": [
+            "CPU_MAX_BATCH_SIZE",
+            "MAX_IMAGE_SIDE",
+            "read_max_batch_size",
+            "render_cpu_config",
+            "render_plan_config",
+        ],
+        "processes": ["Member", "child_pids", "group_members", "stub_pids"],
+        "repository": [
+            "ExportRecord",
+            "backend_code_path",
+            "cpu_config_path",
+            "model_dir",
+            "onnx_path",
+            "read_export_record",
+            "version_dir",
+            "write_export_record",
+        ],
+        "server": ["TritonServer", "free_ports", "pytriton_server_dir"],
+        "supervisor": ["supervise"],
+    },
+)

@@ -1,0 +1,274 @@
+"""Triton configurations of model `unet`: configs/cpu.pbtxt (python backend + ONNX Runtime)
+and config.pbtxt (TensorRT plan), rendered from the exported model's ModelInfo.
+
+The committed files are these renderers' output for the example model and the default
+profile (a test checks that); build/make_repository.py and build/build_engine.py render
+them again for a user's own model, so the channel and class counts, the fixed size (if
+any), the size rule and the plan's max_batch_size always match the model.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from unetkit.core import (
+    INPUT_IMAGE,
+    MODEL_NAME,
+    OUTPUT_MASK,
+    OUTPUT_PROB,
+    PARAM_INTRA_OP_THREADS,
+    PARAM_MAX_IMAGE_SIDE,
+    PARAM_MIN_HEIGHT,
+    PARAM_MIN_WIDTH,
+    PARAM_MULTIPLE_H,
+    PARAM_MULTIPLE_W,
+    PARAM_SIZE_MULTIPLE,
+    ModelInfo,
+    Profile,
+    UserError,
+)
+
+CPU_MAX_BATCH_SIZE = 8
+# Long enough to pair up requests that arrive together, short next to the ~100 ms
+# a 256x256 image takes on a CPU core.
+CPU_QUEUE_DELAY_US = 2000
+# Larger images are refused before anything is allocated for them: the activations of a
+# U-Net take hundreds of bytes per pixel.
+MAX_IMAGE_SIDE = 2048
+
+_SIZE_RULE_LEGEND = """\
+#   size_multiple_h, min_height  valid heights are min_height + k * size_multiple_h
+#   size_multiple_w, min_width   valid widths likewise (the network's downsampling)
+#   size_multiple   the lcm of both multiples (for clients that know only one number)"""
+
+
+def parameter(key: str, value: int | str) -> str:
+    return f'  {{ key: "{key}" value: {{ string_value: "{value}" }} }}'
+
+
+def _parameters(info: ModelInfo, max_side: int, *extra: str) -> str:
+    return ",\n".join(
+        (
+            parameter(PARAM_MULTIPLE_H, info.height.multiple),
+            parameter(PARAM_MIN_HEIGHT, info.height.minimum),
+            parameter(PARAM_MULTIPLE_W, info.width.multiple),
+            parameter(PARAM_MIN_WIDTH, info.width.minimum),
+            parameter(PARAM_SIZE_MULTIPLE, info.size_multiple),
+            parameter(PARAM_MAX_IMAGE_SIDE, max_side),
+            *extra,
+        )
+    )
+
+
+def io_tensors(info: ModelInfo, image_note: str, prob_note: str) -> str:
+    """The input and output blocks of the contract, shared by every configuration of `unet`."""
+    h, w = ("-1", "-1") if info.fixed_size is None else (str(d) for d in info.fixed_size)
+    mask_rule = (
+        f"1 where PROB > {info.threshold:g}, else 0"
+        if info.classes == 1
+        else "the index of the class with the highest PROB"
+    )
+    return f"""\
+input [
+  {{
+    # {image_note}
+    name: "{INPUT_IMAGE}"
+    data_type: TYPE_UINT8
+    dims: [ {h}, {w}, {info.channels} ]
+  }}
+]
+output [
+  {{
+    # {prob_note}
+    name: "{OUTPUT_PROB}"
+    data_type: TYPE_FP32
+    dims: [ {h}, {w}, {info.classes} ]
+  }},
+  {{
+    # {mask_rule}.
+    name: "{OUTPUT_MASK}"
+    data_type: TYPE_UINT8
+    dims: [ {h}, {w} ]
+  }}
+]"""
+
+
+def render_cpu_config(info: ModelInfo) -> str:
+    image_note = (
+        "Raw pixels, channels last; normalization happens inside the ONNX graph.\n"
+        f"    # Height and width: {info.describe_sizes()}, at most {MAX_IMAGE_SIDE} "
+        "(see parameters)."
+    )
+    parameters = _parameters(info, MAX_IMAGE_SIDE, parameter(PARAM_INTRA_OP_THREADS, 0))
+    return f"""\
+# Triton configuration of the U-Net on CPU: ONNX Runtime inside Triton's python backend.
+# Chosen with `tritonserver --model-config-name=cpu` (`make serve` does that).
+# Written by build/make_repository.py from the ONNX model; rerun it rather than edit.
+# Same name, inputs and outputs as ../config.pbtxt (the TensorRT plan for GPUs):
+# clients cannot tell the two apart.
+name: "{MODEL_NAME}"
+backend: "python"
+
+# Triton adds the batch dimension N in front of every dims below; a request may carry
+# up to this many images, and the dynamic batcher never forms larger batches.
+max_batch_size: {CPU_MAX_BATCH_SIZE}
+
+{io_tensors(info, image_note, "The Keras model's output for the image.")}
+
+# Requests that arrive within {CPU_QUEUE_DELAY_US // 1000} ms of each other reach model.py
+# together and run as one ONNX Runtime call; only images of the same size share a call.
+dynamic_batching {{
+  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
+}}
+
+# One model instance using every core through ONNX Runtime's intra-op threads: on a CPU
+# one instance with all threads beats several instances competing for the same cores.
+instance_group [
+  {{
+    kind: KIND_CPU
+    count: 1
+  }}
+]
+
+# Read by 1/model.py and client/segment.py:
+{_SIZE_RULE_LEGEND}
+#   max_image_side  larger heights or widths are refused before anything is allocated
+#   intra_op_threads ONNX Runtime threads; 0 = one per CPU this server may run on
+parameters [
+{parameters}
+]
+"""
+
+
+# Long enough for the dynamic batcher to pair up requests that arrive together, short
+# next to the GPU time of one 256x256 image (about a millisecond on an H100).
+GPU_QUEUE_DELAY_US = 200
+
+
+def _graph_specs(profile: Profile, channels: int) -> str:
+    """One CUDA graph per batch-size band at the profile's opt height and width.
+
+    A graph replays fixed shapes. Batch rows of a conv net are independent, so a graph
+    captured at batch B also serves smaller batches down to its lower bound (the spare
+    rows are computed and dropped). Height and width must match exactly: a padded
+    image would change the convolutions at the border.
+    """
+    batches = sorted({1, profile.opt.batch, profile.max.batch})
+    h, w = profile.opt.height, profile.opt.width
+    specs = []
+    lower = 1
+    for batch in batches:
+        bound = ""
+        if lower < batch:
+            bound = (
+                f"\n        graph_lower_bound {{ batch_size: {lower}"
+                f' input {{ key: "{INPUT_IMAGE}" value {{ dim: [ {h}, {w}, {channels} ] }} }} }}'
+            )
+        specs.append(
+            f"      {{\n        batch_size: {batch}\n"
+            f'        input {{ key: "{INPUT_IMAGE}" value {{ dim: [ {h}, {w}, {channels} ] }} }}'
+            f"{bound}\n      }}"
+        )
+        lower = batch + 1
+    return ",\n".join(specs)
+
+
+def render_plan_config(info: ModelInfo, profile: Profile) -> str:
+    preferred = sorted({profile.opt.batch, profile.max.batch})
+    max_side = max(profile.max.height, profile.max.width)
+    opt_hw = f"{profile.opt.height}x{profile.opt.width}"
+    min_hw = f"{profile.min.height}x{profile.min.width}"
+    max_hw = f"{profile.max.height}x{profile.max.width}"
+    return f"""\
+# Triton configuration of the U-Net as a TensorRT plan (GPU).
+# Written by build/build_engine.py from the ONNX model and the engine's optimization
+# profile ({profile.min} .. {profile.max}, tuned for {profile.opt}); rebuild rather than edit,
+# or keep max_batch_size equal to the profile's max batch.
+# Same name, inputs and outputs as configs/cpu.pbtxt: clients cannot tell the two apart.
+name: "{MODEL_NAME}"
+platform: "tensorrt_plan"
+
+# Triton adds the batch dimension N in front of every dims below. It must equal the
+# plan's max profile batch, or Triton refuses the plan at load time.
+max_batch_size: {profile.max.batch}
+
+{
+        io_tensors(
+            info,
+            "Raw pixels, channels last; normalization happens inside the engine.",
+            "The Keras model's output, float32 even when the engine computes in fp16.",
+        )
+    }
+# Height: {info.height.describe()}; width: {info.width.describe()}.
+# Both within the engine's profile, {min_hw} .. {max_hw}: Triton refuses other
+# shapes before the engine runs.
+
+# Gather single requests into the batch sizes the engine was tuned for. Only requests
+# of the same height and width can share a batch.
+dynamic_batching {{
+  preferred_batch_size: [ {", ".join(str(b) for b in preferred)} ]
+  max_queue_delay_microseconds: {GPU_QUEUE_DELAY_US}
+}}
+
+# One execution context on the GPU: a conv net of this size keeps the GPU busy from one
+# context once batches form; a second instance doubles activation memory for little gain.
+instance_group [
+  {{
+    kind: KIND_GPU
+    count: 1
+  }}
+]
+
+optimization {{
+  cuda {{
+    # CUDA graphs remove the per-layer launch cost that dominates small batches. A graph
+    # only replays the shapes it was captured with, and H and W are dynamic here, so
+    # graphs are captured at the profile's opt size ({opt_hw}) only; requests of any
+    # other size run without a graph, exactly as without this block.
+    graphs: true
+    graph_spec [
+{_graph_specs(profile, info.channels)}
+    ]
+    # PROB is large (H x W x K floats per image): copy outputs on their own stream so
+    # the copy of one batch overlaps the next batch's compute.
+    output_copy_stream: true
+  }}
+}}
+
+# Run one zero image through the engine at load, so the first request does not pay for
+# lazy initialization.
+model_warmup [
+  {{
+    name: "zeros_{opt_hw}"
+    batch_size: 1
+    inputs {{
+      key: "{INPUT_IMAGE}"
+      value {{
+        data_type: TYPE_UINT8
+        dims: [ {profile.opt.height}, {profile.opt.width}, {info.channels} ]
+        zero_data: true
+      }}
+    }}
+  }}
+]
+
+# Read by client/segment.py, as for configs/cpu.pbtxt:
+{_SIZE_RULE_LEGEND}
+#   max_image_side  the largest side the engine's profile accepts
+parameters [
+{_parameters(info, max_side)}
+]
+"""
+
+
+_MAX_BATCH = re.compile(r"^\s*max_batch_size\s*:\s*(\d+)\s*$", re.MULTILINE)
+
+
+def read_max_batch_size(config_path: Path) -> int:
+    if not config_path.is_file():
+        raise UserError(f"{config_path}: no config.pbtxt to check (drop --keep-config)")
+    match = _MAX_BATCH.search(config_path.read_text())
+    if not match:
+        raise UserError(f"{config_path}: no max_batch_size line; the plan needs one >= 1")
+    return int(match.group(1))
