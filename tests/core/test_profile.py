@@ -19,7 +19,7 @@ from unetkit.core import (
 
 def info(multiple: int = 16, minimum: int = 16, fixed: tuple[int, int] | None = None) -> ModelInfo:
     rule = SizeRule(multiple, minimum)
-    return ModelInfo(1, 1, rule, rule, fixed, 0.5, (0.0,), (255.0,), "test")
+    return ModelInfo(1, 1, rule, rule, fixed, (0, 0, 0, 0), 0.5, (0.0,), (255.0,), "test")
 
 
 def profile(lo: str, mid: str, hi: str) -> Profile:

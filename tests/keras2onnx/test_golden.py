@@ -180,3 +180,20 @@ def test_deflated_keras_zip_is_read_too(tmp_path: Path) -> None:
     model, _ = export_onnx(deflated)
     goldens = np.load(GOLDEN / "models" / case["goldens"])
     check_outputs(session(model), goldens["image_1"], goldens["prob_1"])
+
+
+@pytest.mark.parametrize(
+    ("name", "geometry"),
+    [("zhixuhao_tf", (0, 0, 0, 0)), ("valid_tf", (16, 16, 8, 8)), ("extras_tf", None)],
+)
+def test_output_geometry_is_derived_from_the_shape_arithmetic(name: str, geometry: tuple) -> None:
+    """'same' U-Nets keep the grid; the 'valid' one loses 8 pixels per side (two 3x3 valid
+    convolutions before its 4-pixel crop, two after); a model whose output is on another
+    scale has none."""
+    case = next(c for c in CASES if c["name"] == name)
+    _, info = export_case(case)
+    assert info.output_geometry == geometry
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    if geometry is not None:
+        image, prob = goldens["image_0"], goldens["prob_0"]
+        assert prob.shape[1:3] == (image.shape[1] - geometry[0], image.shape[2] - geometry[1])

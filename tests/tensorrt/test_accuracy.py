@@ -21,7 +21,7 @@ PROFILE = Profile(BatchShape(1, 16, 16), BatchShape(4, 32, 32), BatchShape(4, 25
 
 def model_info(multiple: int = 2) -> ModelInfo:
     rule = SizeRule(multiple, multiple)
-    return ModelInfo(1, 1, rule, rule, None, 0.5, (0.0,), (255.0,), "test")
+    return ModelInfo(1, 1, rule, rule, None, (0, 0, 0, 0), 0.5, (0.0,), (255.0,), "test")
 
 
 @pytest.fixture(scope="module")

@@ -72,13 +72,19 @@ def test_gpu_config_runs_on_the_gpu_with_batching_and_graphs_inside_the_profile(
         "size_multiple_w": "16",
         "min_width": "16",
         "size_multiple": "16",
+        "output_shrink_h": "0",
+        "output_shrink_w": "0",
+        "output_offset_h": "0",
+        "output_offset_w": "0",
         "max_image_side": "512",
     }
 
 
 def test_config_follows_a_users_profile_and_fixed_size():
     rule = SizeRule(16, 16)
-    fixed = ModelInfo(1, 1, rule, rule, (320, 480), 0.5, (0.0,), (255.0,), "user model")
+    fixed = ModelInfo(
+        1, 1, rule, rule, (320, 480), (0, 0, 0, 0), 0.5, (0.0,), (255.0,), "user model"
+    )
     p = Profile(BatchShape(1, 320, 480), BatchShape(4, 320, 480), BatchShape(16, 320, 480))
     config = parse(render_plan_config(fixed, p))
     assert config.max_batch_size == 16

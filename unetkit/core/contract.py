@@ -25,6 +25,13 @@ PARAM_MULTIPLE_H = "size_multiple_h"
 PARAM_MULTIPLE_W = "size_multiple_w"
 PARAM_MIN_HEIGHT = "min_height"
 PARAM_MIN_WIDTH = "min_width"
+# Where the output lies on the input (published when the output is the input's grid): it
+# has output_shrink_h/w pixels fewer rows/columns ('valid' U-Nets), and its pixel (0, 0)
+# lies over input pixel (output_offset_h, output_offset_w).
+PARAM_OUTPUT_SHRINK_H = "output_shrink_h"
+PARAM_OUTPUT_SHRINK_W = "output_shrink_w"
+PARAM_OUTPUT_OFFSET_H = "output_offset_h"
+PARAM_OUTPUT_OFFSET_W = "output_offset_w"
 # The lcm of the two multiples, kept for clients written against the first release.
 PARAM_SIZE_MULTIPLE = "size_multiple"
 PARAM_MAX_IMAGE_SIDE = "max_image_side"

@@ -32,6 +32,10 @@ class ModelInfo:
     height: SizeRule
     width: SizeRule
     fixed_size: tuple[int, int] | None  # (H, W) when exported with --fixed-shape
+    # (shrink_h, shrink_w, offset_top, offset_left): the output has `shrink` pixels fewer
+    # than the input per axis (0 for 'same' padding; 'valid' U-Nets shrink), and its pixel
+    # (0, 0) lies over input pixel (offset_top, offset_left). None: another scale.
+    output_geometry: tuple[int, int, int, int] | None
     threshold: float
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -77,6 +81,9 @@ class ModelInfo:
         }
         if self.fixed_size is not None:
             props["fixed_height"], props["fixed_width"] = self.fixed_size
+        if self.output_geometry is not None:
+            keys = ("output_shrink_h", "output_shrink_w", "output_offset_h", "output_offset_w")
+            props.update(zip(keys, self.output_geometry, strict=True))
         return {META_PREFIX + key: str(value) for key, value in props.items()}
 
     @classmethod
@@ -88,12 +95,26 @@ class ModelInfo:
                 if "fixed_height" in props
                 else None
             )
+            geometry = (
+                tuple(
+                    int(props[k])
+                    for k in (
+                        "output_shrink_h",
+                        "output_shrink_w",
+                        "output_offset_h",
+                        "output_offset_w",
+                    )
+                )
+                if "output_shrink_h" in props
+                else None
+            )
             return cls(
                 channels=int(props["channels"]),
                 classes=int(props["classes"]),
                 height=SizeRule(int(props["size_multiple_h"]), int(props["min_height"])),
                 width=SizeRule(int(props["size_multiple_w"]), int(props["min_width"])),
                 fixed_size=fixed,
+                output_geometry=geometry,  # type: ignore[arg-type]
                 threshold=float(props["threshold"]),
                 mean=tuple(json.loads(props["mean"])),
                 std=tuple(json.loads(props["std"])),

@@ -134,6 +134,73 @@ def _size_rules(
     )
 
 
+def _output_shrink(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    rule: SizeRule,
+    axis: int,
+) -> int | None:
+    """How many pixels the output has fewer than the input along `axis` (1: H, 2: W), when
+    that number is the same for every size the network takes; None when the output is on
+    another grid (a different scale)."""
+    shrinks = set()
+    for size in (rule.minimum + k * rule.multiple for k in range(3)):
+        shape: Shape = (channels, size, None) if axis == 1 else (channels, None, size)
+        out = _run(schedule, shape, source, lambda op, s: op.output_shape(s))[output]
+        shrinks.add(size - out[axis])
+    return shrinks.pop() if len(shrinks) == 1 else None
+
+
+def _output_geometry(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    height: SizeRule | None,
+    width: SizeRule | None,
+) -> tuple[int, int, int, int] | None:
+    """ModelInfo.output_geometry, or None when the output is not on the input's grid."""
+    if height is None or width is None:
+        return None
+    shrink = (
+        _output_shrink(schedule, source, output, channels, height, 1),
+        _output_shrink(schedule, source, output, channels, width, 2),
+    )
+    if shrink[0] is None or shrink[1] is None:
+        return None
+    # Output and input on the same grid: aligned, whichever path connects them.
+    offset = (0, 0) if shrink == (0, 0) else _output_offset(schedule, source, output)
+    return None if offset is None else (shrink[0], shrink[1], offset[0], offset[1])
+
+
+def _output_offset(
+    schedule: list[Call], source: TensorRef, output: TensorRef
+) -> tuple[int, int] | None:
+    """The input pixel under output pixel (0, 0), along a path from input to output that
+    keeps the pixel grid (a U-Net's top level, through its skip connection); None when
+    every path resamples."""
+    producers = {call.output: call for call in schedule}
+    offsets: dict[TensorRef, tuple[float, float] | None] = {source: (0.0, 0.0)}
+
+    def offset(tensor: TensorRef) -> tuple[float, float] | None:
+        if tensor not in offsets:
+            offsets[tensor] = None  # a cycle never keeps the grid
+            call = producers[tensor]
+            own = call.op.alignment()
+            if own is not None:
+                for upstream in call.inputs:
+                    before = offset(upstream)
+                    if before is not None:
+                        offsets[tensor] = (own[0] + before[0], own[1] + before[1])
+                        break
+        return offsets[tensor]
+
+    found = offset(output)
+    return None if found is None else (int(found[0]), int(found[1]))
+
+
 def _per_channel(
     values: Sequence[float] | None, default: float, channels: int, flag: str
 ) -> np.ndarray:
@@ -262,6 +329,7 @@ def convert(
         if output not in {call.output for call in schedule}:
             raise UserError(f"the model's output {output.layer!r} is not computed by any layer")
         height, width = _size_rules(schedule, source, output, channels)
+        geometry = _output_geometry(schedule, source, output, channels, height, width)
         if fixed_shape:
             if keras_h is None or keras_w is None:
                 raise UserError(
@@ -329,6 +397,7 @@ def convert(
             height=height,
             width=width,
             fixed_size=fixed_size,
+            output_geometry=geometry,
             threshold=float(threshold),
             mean=tuple(float(v) for v in mean_values),
             std=tuple(float(v) for v in std_values),

@@ -23,6 +23,10 @@ from unetkit.core import (
     PARAM_MIN_WIDTH,
     PARAM_MULTIPLE_H,
     PARAM_MULTIPLE_W,
+    PARAM_OUTPUT_OFFSET_H,
+    PARAM_OUTPUT_OFFSET_W,
+    PARAM_OUTPUT_SHRINK_H,
+    PARAM_OUTPUT_SHRINK_W,
     PARAM_SIZE_MULTIPLE,
     ModelInfo,
     Profile,
@@ -40,7 +44,9 @@ MAX_IMAGE_SIDE = 2048
 _SIZE_RULE_LEGEND = """\
 #   size_multiple_h, min_height  valid heights are min_height + k * size_multiple_h
 #   size_multiple_w, min_width   valid widths likewise (the network's downsampling)
-#   size_multiple   the lcm of both multiples (for clients that know only one number)"""
+#   size_multiple   the lcm of both multiples (for clients that know only one number)
+#   output_shrink_h/w, output_offset_h/w  the output has shrink_h/w fewer rows/columns and
+#                   starts over input pixel (offset_h, offset_w); absent: another scale"""
 
 
 def parameter(key: str, value: int | str) -> str:
@@ -48,6 +54,15 @@ def parameter(key: str, value: int | str) -> str:
 
 
 def _parameters(info: ModelInfo, max_side: int, *extra: str) -> str:
+    geometry = ()
+    if info.output_geometry is not None:
+        keys = (
+            PARAM_OUTPUT_SHRINK_H,
+            PARAM_OUTPUT_SHRINK_W,
+            PARAM_OUTPUT_OFFSET_H,
+            PARAM_OUTPUT_OFFSET_W,
+        )
+        geometry = tuple(parameter(k, v) for k, v in zip(keys, info.output_geometry, strict=True))
     return ",\n".join(
         (
             parameter(PARAM_MULTIPLE_H, info.height.multiple),
@@ -55,6 +70,7 @@ def _parameters(info: ModelInfo, max_side: int, *extra: str) -> str:
             parameter(PARAM_MULTIPLE_W, info.width.multiple),
             parameter(PARAM_MIN_WIDTH, info.width.minimum),
             parameter(PARAM_SIZE_MULTIPLE, info.size_multiple),
+            *geometry,
             parameter(PARAM_MAX_IMAGE_SIDE, max_side),
             *extra,
         )

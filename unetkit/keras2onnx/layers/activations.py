@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import Config, Op, Shape, keras_axis
+from unetkit.keras2onnx.layers.base import SAME_GRID, Alignment, Config, Op, Shape, keras_axis
 from unetkit.keras2onnx.layers.functions import emit_activation
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
@@ -36,6 +36,9 @@ class ActivationLayer(Op):
             if c.get("max_value") is not None:
                 self.max_value = c.number("max_value")
         super().__init__(layer, layout)
+
+    def alignment(self) -> Alignment:
+        return SAME_GRID
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return self.single(shapes)

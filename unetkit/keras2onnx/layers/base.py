@@ -26,6 +26,8 @@ from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
 
 Dim = int | None
 Shape = tuple[int, Dim, Dim]
+Alignment = tuple[float, float]
+SAME_GRID: Alignment = (0.0, 0.0)
 INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -164,10 +166,22 @@ class Op:
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
         raise NotImplementedError
 
+    def alignment(self) -> Alignment | None:
+        """Where this op's output pixel (0, 0) lies in its input's pixel grid (rows, columns),
+        for an op that keeps the grid (stride 1, no resampling); None for one that changes it.
+        Tiling a 'valid' U-Net needs the offset along a path that keeps the grid."""
+        return None
+
     def single(self, shapes: list[Shape]) -> Shape:
         if len(shapes) != 1:
             raise UserError(f"layer {self.name!r} takes one input, got {len(shapes)}")
         return shapes[0]
+
+
+def window_offset(kernel: int, padding: str) -> float:
+    """Input position of the first output pixel's window centre, for a stride-1 window."""
+    centre = (kernel - 1) / 2
+    return centre if padding == "valid" else centre - (kernel - 1) // 2
 
 
 def same_pads(size: Dim, kernel: int, stride: int) -> tuple[int, int] | None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from unetkit.keras2onnx.keras_file import KerasLayer
 from unetkit.keras2onnx.layers.base import (
+    Alignment,
     Config,
     Op,
     Shape,
     keras_axis,
     window_attrs,
+    window_offset,
     window_output,
 )
 from unetkit.keras2onnx.layers.functions import emit_activation
@@ -45,6 +47,12 @@ class Conv2D(Op):
 
     def _effective_kernel(self) -> tuple[int, int]:
         return tuple((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+
+    def alignment(self) -> Alignment | None:
+        if self.stride != (1, 1):
+            return None
+        kh, kw = self._effective_kernel()
+        return window_offset(kh, self.padding), window_offset(kw, self.padding)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         _, h, w = self.single(shapes)
@@ -107,6 +115,12 @@ class Conv2DTranspose(Op):
             ends.append(crop - crop // 2)
             extra.append(max(-surplus, 0))
         return begins + ends, extra
+
+    def alignment(self) -> Alignment | None:
+        if self.strides != (1, 1):
+            return None
+        kh, kw = ((k - 1) * d + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
+        return -window_offset(kh, self.padding), -window_offset(kw, self.padding)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         _, h, w = self.single(shapes)

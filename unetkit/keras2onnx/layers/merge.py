@@ -6,7 +6,16 @@ from typing import ClassVar
 
 from unetkit.core import UserError
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import Config, Dim, Op, Shape, ShapeMismatch, keras_axis
+from unetkit.keras2onnx.layers.base import (
+    SAME_GRID,
+    Alignment,
+    Config,
+    Dim,
+    Op,
+    Shape,
+    ShapeMismatch,
+    keras_axis,
+)
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -38,6 +47,9 @@ class Concatenate(Op):
         self.axis = keras_axis(c, c.get("axis", -1), layout)
         super().__init__(layer, layout)
 
+    def alignment(self) -> Alignment:
+        return SAME_GRID
+
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return _merge_shapes(self, shapes, self.axis)
 
@@ -48,6 +60,9 @@ class Concatenate(Op):
 @register_layer("Add", "Multiply")
 class Elementwise(Op):
     ONNX: ClassVar[dict[str, str]] = {"Add": "Add", "Multiply": "Mul"}
+
+    def alignment(self) -> Alignment:
+        return SAME_GRID
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return _merge_shapes(self, shapes, None)

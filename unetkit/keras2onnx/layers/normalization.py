@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import Config, Op, Shape, keras_axis
+from unetkit.keras2onnx.layers.base import SAME_GRID, Alignment, Config, Op, Shape, keras_axis
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -21,6 +21,9 @@ class BatchNormalization(Op):
         self.scale = c.flag("scale", True)
         self.config = c
         super().__init__(layer, layout)
+
+    def alignment(self) -> Alignment:
+        return SAME_GRID
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return self.single(shapes)

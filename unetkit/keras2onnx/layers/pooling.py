@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import Config, Op, Shape, window_attrs, window_output
+from unetkit.keras2onnx.layers.base import (
+    Alignment,
+    Config,
+    Op,
+    Shape,
+    window_attrs,
+    window_offset,
+    window_output,
+)
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -16,6 +24,11 @@ class Pooling2D(Op):
         strides = c.pair("strides", list(self.pool)) if c.get("strides") is not None else self.pool
         self.padding = c.choice("padding", ("same", "valid"), "valid")
         super().__init__(layer, layout, stride=strides)
+
+    def alignment(self) -> Alignment | None:
+        if self.stride != (1, 1):
+            return None
+        return window_offset(self.pool[0], self.padding), window_offset(self.pool[1], self.padding)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         channels, h, w = self.single(shapes)

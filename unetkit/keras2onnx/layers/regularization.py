@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unetkit.keras2onnx.layers.base import Op, Shape
+from unetkit.keras2onnx.layers.base import SAME_GRID, Alignment, Op, Shape
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -10,6 +10,9 @@ from unetkit.keras2onnx.registry import register_layer
 @register_layer("Dropout", "SpatialDropout2D")
 class Identity(Op):
     """Dropout and SpatialDropout2D do nothing at inference."""
+
+    def alignment(self) -> Alignment:
+        return SAME_GRID
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         return self.single(shapes)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import INT64_MAX, Config, Dim, Op, Shape, ShapeMismatch
+from unetkit.keras2onnx.layers.base import (
+    INT64_MAX,
+    Alignment,
+    Config,
+    Dim,
+    Op,
+    Shape,
+    ShapeMismatch,
+)
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -15,6 +23,10 @@ class ZeroPadding2D(Op):
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         self.padding = Config(layer).pair_of_pairs("padding")
         super().__init__(layer, layout)
+
+    def alignment(self) -> Alignment | None:
+        (top, _), (left, _) = self.padding
+        return -float(top), -float(left)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         channels, h, w = self.single(shapes)
@@ -38,6 +50,10 @@ class Cropping2D(Op):
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         self.cropping = Config(layer).pair_of_pairs("cropping")
         super().__init__(layer, layout)
+
+    def alignment(self) -> Alignment | None:
+        (top, _), (left, _) = self.cropping
+        return float(top), float(left)
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         channels, h, w = self.single(shapes)

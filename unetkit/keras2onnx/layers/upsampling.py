@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import Config, Op, Shape
+from unetkit.keras2onnx.layers.base import SAME_GRID, Alignment, Config, Op, Shape
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -18,6 +18,9 @@ class UpSampling2D(Op):
         self.interpolation = c.choice("interpolation", ("nearest", "bilinear"), "nearest")
         self.size = size
         super().__init__(layer, layout)
+
+    def alignment(self) -> Alignment | None:
+        return SAME_GRID if self.size == (1, 1) else None
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         channels, h, w = self.single(shapes)
