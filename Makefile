@@ -15,8 +15,10 @@ METRICS_PORT ?=
 # make serve / make repository: your Keras model and its export flags, e.g.
 #   make serve MODEL=my_unet.h5 EXPORT_ARGS="--mean 123.7 116.3 103.5 --std 58.4 57.1 57.4"
 # Empty MODEL keeps the model the repository was last made from (the example at first).
+# MEMORY=4G: the server's memory budget (default: half the memory available at start-up).
 MODEL ?=
 EXPORT_ARGS ?=
+MEMORY ?=
 REPOSITORY ?= model_repository
 
 .PHONY: help venv keras-venv repository serve test test-unit lint format bench bench-generator soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
@@ -67,7 +69,7 @@ repository: venv  ## export MODEL (default: the last one, else the example) into
 serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/HTTP_PORT/METRICS_PORT
 	$(BIN)/python -m unetkit.serve --model-repository $(REPOSITORY) $(if $(HOST),--host $(HOST)) \
 		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
-		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT))
+		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) $(if $(MEMORY),--memory $(MEMORY))
 
 test: lint repository  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest

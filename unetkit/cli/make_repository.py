@@ -1,7 +1,8 @@
 """Write the generated files of the Triton model repository from a Keras model.
 
 model_repository/unet/1/model.onnx       the model, with the kit's IMAGE/PROB/MASK contract
-model_repository/unet/configs/cpu.pbtxt  the CPU configuration, rendered for that model
+model_repository/unet/configs/cpu.pbtxt  the CPU configuration, rendered for that model,
+                                         with its memory use measured by ONNX Runtime
 model_repository/unet/1/export.json      which Keras file and options they were made from
 
 Both are written to a temporary name and renamed, so Triton never sees a half-written file.
@@ -14,17 +15,26 @@ build/build_engine.py.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unetkit.cli.options import add_normalization_arguments
-from unetkit.core import DEFAULT_THRESHOLD, UserError, add_debug_flag, run_cli, write_text_atomic
+from unetkit.core import (
+    DEFAULT_THRESHOLD,
+    UserError,
+    add_debug_flag,
+    atomic_path,
+    run_cli,
+    write_text_atomic,
+)
 from unetkit.keras2onnx import export_onnx, save_onnx
 from unetkit.triton import (
     backend_code_path,
     cpu_config_path,
+    measure_memory,
     onnx_path,
     read_export_record,
     render_cpu_config,
@@ -81,8 +91,12 @@ def make_repository(
     if not force and record is not None and record.matches(keras_model, options, target):
         return Outcome(keras_model, [])
     model, info = export_onnx(keras_model, mean=mean, std=std, threshold=threshold)
-    config = render_cpu_config(info)
-    save_onnx(model, target)
+    with atomic_path(target) as staged:
+        save_onnx(model, staged)
+        memory = measure_memory(
+            staged, info.channels, info.height, info.width, len(os.sched_getaffinity(0))
+        )
+        config = render_cpu_config(info, memory)
     try:
         write_text_atomic(cpu_config_path(repository), config)
     except OSError as e:

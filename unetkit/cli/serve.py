@@ -25,12 +25,13 @@ from unetkit.core import (
     DEFAULT_HOST,
     DEFAULT_HTTP_PORT,
     DEFAULT_METRICS_PORT,
+    MEMORY_BUDGET_ENV,
     MODEL_NAME,
     UserError,
     add_debug_flag,
     run_cli,
 )
-from unetkit.triton import ADMIN_KEY_ENV, TritonServer, supervise
+from unetkit.triton import ADMIN_KEY_ENV, TritonServer, parse_bytes, supervise
 
 EXIT_SERVER_DIED = 3
 
@@ -73,6 +74,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--config",
         default="cpu",
         help="model configuration, configs/NAME.pbtxt of the model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--memory",
+        metavar="SIZE",
+        help="memory budget for Triton and the model, e.g. 4G (default: the config's, "
+        "'auto' = half the memory available at start-up); larger images are refused and "
+        "batches split to stay inside it",
     )
     parser.add_argument(
         "--log-verbose", type=int, default=0, help="Triton's verbose log level (default: 0)"
@@ -167,6 +175,9 @@ def main(argv: list[str]) -> int:
         "--metrics-port": args.metrics_port,
     }
     check_ports(args.host, ports)
+    if args.memory is not None:
+        # The model reads it when it loads (1/model.py); checked here for a one-line error.
+        os.environ[MEMORY_BUDGET_ENV] = str(parse_bytes(args.memory))
     server = TritonServer(
         args.model_repository.resolve(),
         host=args.host,

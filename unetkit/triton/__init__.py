@@ -1,6 +1,6 @@
-"""Triton Inference Server: the real server from the nvidia-pytriton wheel (CPU route), the
-tritonserver command of the GPU container, the model's configurations and its repository.
-Standard library only, so the Triton container can use it."""
+"""Triton Inference Server: the real server from the nvidia-pytriton wheel (CPU route) and its
+ONNX Runtime model's memory, the tritonserver command of the GPU container, the model's
+configurations and its repository. The GPU container uses only standard-library modules."""
 
 from unetkit.core import lazy_exports
 
@@ -8,9 +8,21 @@ __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
         "access": ["ADMIN_KEY_ENV", "ADMIN_KEY_HEADER", "access_flags", "admin_key"],
+        "cpu_runtime": [
+            "Limits",
+            "MemoryModel",
+            "available_bytes",
+            "create_session",
+            "measure_memory",
+            "parse_bytes",
+            "plan_limits",
+            "resident_bytes",
+        ],
         "gpu_command": ["tritonserver_command"],
         "model_config": [
             "CPU_MAX_BATCH_SIZE",
+            "CPU_MAX_QUEUE_SIZE",
+            "CPU_QUEUE_TIMEOUT_S",
             "MAX_IMAGE_SIDE",
             "read_max_batch_size",
             "render_cpu_config",

@@ -19,6 +19,9 @@ from unetkit.core import (
     OUTPUT_PROB,
     PARAM_INTRA_OP_THREADS,
     PARAM_MAX_IMAGE_SIDE,
+    PARAM_MEMORY_BASE_BYTES,
+    PARAM_MEMORY_BUDGET,
+    PARAM_MEMORY_BYTES_PER_PIXEL,
     PARAM_MIN_HEIGHT,
     PARAM_MIN_WIDTH,
     PARAM_MULTIPLE_H,
@@ -32,8 +35,15 @@ from unetkit.core import (
     Profile,
     UserError,
 )
+from unetkit.triton.cpu_runtime import MemoryModel
 
 CPU_MAX_BATCH_SIZE = 8
+# Requests that may wait for the model; more are refused at once. Twice a full batch keeps
+# the CPU busy without holding many images' inputs in memory.
+CPU_MAX_QUEUE_SIZE = 2 * CPU_MAX_BATCH_SIZE
+# A request waiting longer is refused: shorter than a client's usual timeout (the kit's
+# client waits 60 s), longer than a queue of large images takes on a slow CPU.
+CPU_QUEUE_TIMEOUT_S = 30
 # Long enough to pair up requests that arrive together, short next to the ~100 ms
 # a 256x256 image takes on a CPU core.
 CPU_QUEUE_DELAY_US = 2000
@@ -110,13 +120,20 @@ output [
 ]"""
 
 
-def render_cpu_config(info: ModelInfo) -> str:
+def render_cpu_config(info: ModelInfo, memory: MemoryModel) -> str:
     image_note = (
         "Raw pixels, channels last; normalization happens inside the ONNX graph.\n"
-        f"    # Height and width: {info.describe_sizes()}, at most {MAX_IMAGE_SIDE} "
-        "(see parameters)."
+        f"    # Height and width: {info.describe_sizes()}, at most {MAX_IMAGE_SIDE} and what "
+        "the memory budget allows (see parameters)."
     )
-    parameters = _parameters(info, MAX_IMAGE_SIDE, parameter(PARAM_INTRA_OP_THREADS, 0))
+    parameters = _parameters(
+        info,
+        MAX_IMAGE_SIDE,
+        parameter(PARAM_INTRA_OP_THREADS, 0),
+        parameter(PARAM_MEMORY_BASE_BYTES, memory.base_bytes),
+        parameter(PARAM_MEMORY_BYTES_PER_PIXEL, memory.bytes_per_pixel),
+        parameter(PARAM_MEMORY_BUDGET, "auto"),
+    )
     return f"""\
 # Triton configuration of the U-Net on CPU: ONNX Runtime inside Triton's python backend.
 # Chosen with `tritonserver --model-config-name=cpu` (`make serve` does that).
@@ -133,9 +150,19 @@ max_batch_size: {CPU_MAX_BATCH_SIZE}
 {io_tensors(info, image_note, "The Keras model's output for the image.")}
 
 # Requests that arrive within {CPU_QUEUE_DELAY_US // 1000} ms of each other reach model.py
-# together and run as one ONNX Runtime call; only images of the same size share a call.
+# together; only images of the same size share a call, and model.py splits a batch into
+# ONNX Runtime calls that fit the memory budget.
+# Back-pressure: at most {CPU_MAX_QUEUE_SIZE} requests wait; Triton refuses more at once
+# (UNAVAILABLE, "Exceeds maximum queue size"), and refuses a request that waited
+# {CPU_QUEUE_TIMEOUT_S} s (or the timeout its client set) instead of running it late.
 dynamic_batching {{
   max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
+  default_queue_policy {{
+    max_queue_size: {CPU_MAX_QUEUE_SIZE}
+    timeout_action: REJECT
+    default_timeout_microseconds: {CPU_QUEUE_TIMEOUT_S * 1_000_000}
+    allow_timeout_override: true
+  }}
 }}
 
 # One model instance using every core through ONNX Runtime's intra-op threads: on a CPU
@@ -151,6 +178,10 @@ instance_group [
 {_SIZE_RULE_LEGEND}
 #   max_image_side  larger heights or widths are refused before anything is allocated
 #   intra_op_threads ONNX Runtime threads; 0 = one per CPU this server may run on
+#   memory_base_bytes, memory_bytes_per_pixel  the model's resident memory: base plus this
+#                   much per pixel of the images in one ONNX Runtime call (measured at export)
+#   memory_budget   bytes (or K/M/G) for tritonserver and the model together; "auto" = half
+#                   the memory available at start-up; UNETKIT_MEMORY_BUDGET overrides it
 parameters [
 {parameters}
 ]

@@ -1,10 +1,16 @@
 """The U-Net on CPU: Triton's python backend running 1/model.onnx with ONNX Runtime.
 
 Runs inside the python backend stub's interpreter (the kit's environment, which `make serve`
-puts first on the stub's path), so it imports numpy, onnxruntime, triton_python_backend_utils
-and the kit's core. Every request is checked before anything runs: a bad one gets its own
-INVALID_ARG answer saying which sizes work (the size rule comes from the config's
-parameters), and the other requests of the same batch are served as usual.
+puts first on the stub's path), so it imports numpy, triton_python_backend_utils and the
+kit. Every request is checked before anything runs: a bad one gets its own INVALID_ARG
+answer saying which sizes work (the size rule comes from the config's parameters), and the
+other requests of the same batch are served as usual.
+
+Memory: the server's budget (UNETKIT_MEMORY_BUDGET, else the config's memory_budget, "auto"
+= half the memory available at start-up) minus what Triton and this process already hold
+and the queue's inputs, divided by the model's measured bytes per pixel, gives the pixels
+one ONNX Runtime call may take; the largest accepted side follows from it. A dynamic batch
+runs as several calls when it holds more pixels than that.
 """
 
 from __future__ import annotations
@@ -14,16 +20,29 @@ import os
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
 from unetkit.core import (
     INPUT_IMAGE,
+    MEMORY_BUDGET_ENV,
     OUTPUT_MASK,
     OUTPUT_PROB,
     PARAM_INTRA_OP_THREADS,
     PARAM_MAX_IMAGE_SIDE,
+    PARAM_MEMORY_BASE_BYTES,
+    PARAM_MEMORY_BUDGET,
+    PARAM_MEMORY_BYTES_PER_PIXEL,
+    UserError,
     rules_from_parameters,
+)
+from unetkit.triton import (
+    Limits,
+    MemoryModel,
+    available_bytes,
+    create_session,
+    parse_bytes,
+    plan_limits,
+    resident_bytes,
 )
 
 OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
@@ -48,6 +67,15 @@ def _invalid(message: str) -> pb_utils.InferenceResponse:
     )
 
 
+def _text_parameter(config: dict, key: str, default: str) -> str:
+    return config.get("parameters", {}).get(key, {}).get("string_value", default)
+
+
+def _queue_size(config: dict) -> int:
+    policy = config.get("dynamic_batching", {}).get("default_queue_policy", {})
+    return int(policy.get("max_queue_size", 0))
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -57,13 +85,7 @@ class TritonPythonModel:
                 f"{onnx_path} is missing: run `make repository` to export the model"
             )
         threads = _parameter(config, PARAM_INTRA_OP_THREADS, 0) or len(os.sched_getaffinity(0))
-        self.max_side = _parameter(config, PARAM_MAX_IMAGE_SIDE, 2048)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(onnx_path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = create_session(onnx_path, threads)
         image = next(i for i in self.session.get_inputs() if i.name == INPUT_IMAGE)
         _, height, width, channels = image.shape
         self.fixed_size = (
@@ -73,8 +95,33 @@ class TritonPythonModel:
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         try:
             self.rules = dict(zip("HW", rules_from_parameters(parameters), strict=True))
-        except ValueError as e:
+            self.limits = self._limits(config, channels)
+        except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
+        pb_utils.Logger.log_info(f"unetkit: {self.limits.describe()}")
+
+    def _limits(self, config: dict, channels: int) -> Limits:
+        side_cap = _parameter(config, PARAM_MAX_IMAGE_SIDE, 2048)
+        memory = MemoryModel(
+            _parameter(config, PARAM_MEMORY_BASE_BYTES, 0),
+            _parameter(config, PARAM_MEMORY_BYTES_PER_PIXEL, 0),
+        )
+        if memory.bytes_per_pixel == 0:
+            raise UserError(
+                "the model config has no memory_bytes_per_pixel: re-render it with "
+                "`make repository` (build/make_repository.py --force)"
+            )
+        held = resident_bytes() + resident_bytes(os.getppid())  # this stub and tritonserver
+        budget_text = os.environ.get(MEMORY_BUDGET_ENV) or _text_parameter(
+            config, PARAM_MEMORY_BUDGET, "auto"
+        )
+        if budget_text.strip().lower() == "auto":
+            budget = held + available_bytes() // 2
+        else:
+            budget = parse_bytes(budget_text)
+        # Triton holds the inputs of every queued request.
+        queued = _queue_size(config) * side_cap * side_cap * channels
+        return plan_limits(memory, budget, held + queued, side_cap)
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
         """Why this IMAGE cannot run, or None. Looks only at the shape and type."""
@@ -90,10 +137,10 @@ class TritonPythonModel:
             )
         if min(n, height, width) <= 0:
             return f"{INPUT_IMAGE} shape {shape} is empty: send at least one non-empty image"
-        if max(height, width) > self.max_side:
+        if max(height, width) > self.limits.max_side:
             return (
-                f"{INPUT_IMAGE} is {height}x{width}, larger than this server's maximum side "
-                f"{self.max_side} (parameter max_image_side): downscale or tile the image"
+                f"{INPUT_IMAGE} is {height}x{width}, larger than this server takes "
+                f"({self.limits.describe()}): tile the image (client/segment.py does)"
             )
         if self.fixed_size is not None and (height, width) != self.fixed_size:
             fh, fw = self.fixed_size
@@ -132,15 +179,24 @@ class TritonPythonModel:
         return responses
 
     def _run(self, members: list[tuple[int, np.ndarray, list[str]]], responses: list) -> None:
-        batch = np.concatenate([image for _, image, _ in members])
+        """Images of one size, in as few ONNX Runtime calls as the memory budget allows."""
+        names = [n for n in OUTPUTS if any(n in wanted for _, _, wanted in members)]
+        images = np.concatenate([image for _, image, _ in members])
+        per_call = max(1, self.limits.max_run_pixels // (images.shape[1] * images.shape[2]))
         try:
-            prob, mask = self.session.run(list(OUTPUTS), {INPUT_IMAGE: batch})
+            parts = [
+                self.session.run(names, {INPUT_IMAGE: images[start : start + per_call]})
+                for start in range(0, len(images), per_call)
+            ]
         except Exception as e:  # ONNX Runtime raises its own exception types
             error = pb_utils.TritonError(f"ONNX Runtime failed: {e}", pb_utils.TritonError.INTERNAL)
             for index, _, _ in members:
                 responses[index] = pb_utils.InferenceResponse(error=error)
             return
-        results = {OUTPUT_PROB: prob, OUTPUT_MASK: mask}
+        results = {
+            name: parts[0][i] if len(parts) == 1 else np.concatenate([p[i] for p in parts])
+            for i, name in enumerate(names)
+        }
         start = 0
         for index, image, wanted in members:
             stop = start + image.shape[0]

@@ -1,0 +1,179 @@
+"""The CPU route's ONNX Runtime: one way to open the session, what one run costs in memory,
+and how a memory budget becomes the limits the server enforces.
+
+The session runs without ONNX Runtime's CPU memory arena. With the arena, a second run at
+the same size peaked at twice the first (612 against 272 bytes per input pixel for the
+example U-Net) and the arena kept what it had grown to across changing batch shapes; without
+it, peaks stay at 260-370 bytes per pixel and memory returns to the operating system after
+each run (measured on the 2-core box, ONNX Runtime 1.32; BENCHMARKS.md).
+
+Peak memory grows linearly with the pixels of one run (N x H x W): the converter's model
+is measured at export (`measure_memory`, in fresh processes) and the two numbers go into
+the model's config, where model.py turns the server's budget into the largest image side
+it accepts and the pixels one ONNX Runtime call may take.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unetkit.core import SizeRule, UserError
+
+# A budget left to the default takes this share of the memory available at start-up.
+DEFAULT_BUDGET_SHARE = 0.5
+# The request and response tensors of one run (uint8 image, float32 PROB and its copies in
+# shared memory and gRPC buffers) cost a few bytes per pixel on top of ONNX Runtime's peak.
+IO_BYTES_PER_PIXEL = 32
+# Sizes measured at export, near these sides: small enough to take seconds, large enough
+# for the activations to dominate the fixed cost.
+MEASURED_SIDES = (384, 768)
+
+
+def create_session(onnx_path: Path, threads: int) -> Any:
+    """An ONNX Runtime CPU session as the CPU route runs it (imported here only)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class MemoryModel:
+    """Resident memory of the model's process: base_bytes with the session open, plus
+    bytes_per_pixel for each input pixel of the run in progress."""
+
+    base_bytes: int
+    bytes_per_pixel: int
+
+    def peak(self, pixels: int) -> int:
+        return self.base_bytes + self.bytes_per_pixel * pixels
+
+
+@dataclass(frozen=True)
+class Limits:
+    budget_bytes: int
+    max_run_pixels: int  # pixels one ONNX Runtime call may take
+    max_side: int  # the largest height or width accepted
+
+    def describe(self) -> str:
+        return (
+            f"memory budget {self.budget_bytes / 2**30:.1f} GiB: images up to "
+            f"{self.max_side}x{self.max_side}, {self.max_run_pixels / 1e6:.1f} Mpixel per run"
+        )
+
+
+def plan_limits(
+    model: MemoryModel, budget_bytes: int, reserved_bytes: int, side_cap: int
+) -> Limits:
+    """What the budget allows once `reserved_bytes` (the server's own processes, the queue)
+    are set aside; UserError when not even the smallest image fits."""
+    per_pixel = model.bytes_per_pixel + IO_BYTES_PER_PIXEL
+    spare = budget_bytes - reserved_bytes - model.base_bytes
+    max_run_pixels = max(spare // per_pixel, 0)
+    max_side = min(math.isqrt(max_run_pixels), side_cap)
+    if max_side < 1:
+        raise UserError(
+            f"a memory budget of {budget_bytes / 2**20:.0f} MiB leaves nothing for images: "
+            f"the server needs {(reserved_bytes + model.base_bytes) / 2**20:.0f} MiB before "
+            f"the first pixel (set a larger budget: make serve MEMORY=...)"
+        )
+    return Limits(budget_bytes, max_run_pixels, max_side)
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_bytes(text: str) -> int:
+    """'4G', '4GiB', '512M', '1.5g' or plain bytes; powers of 1024."""
+    match = _SIZE.match(text)
+    if not match:
+        raise UserError(f"memory size {text!r}: write bytes or a number with K, M, G or T")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgt".index(unit or " "))
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def available_bytes() -> int:
+    """Memory this process may still use: MemAvailable, lowered by a cgroup limit."""
+    meminfo = Path("/proc/meminfo").read_text()
+    available = int(re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.M).group(1)) * 1024
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit, usage = _read_int(Path(limit_file)), _read_int(Path(usage_file))
+        if limit is not None and usage is not None:
+            available = min(available, limit - usage)
+    return available
+
+
+def resident_bytes(pid: int | str = "self") -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1)) * 1024
+
+
+def measure_memory(
+    onnx_path: Path, channels: int, height: SizeRule, width: SizeRule, threads: int
+) -> MemoryModel:
+    """Fit base + bytes_per_pixel to the peaks of two runs each at two sizes, every size in
+    a fresh interpreter (a process's peak cannot be reset portably)."""
+    points = []
+    for side in MEASURED_SIDES:
+        h, w = height.next_valid(side), width.next_valid(side)
+        result = subprocess.run(
+            [sys.executable, "-m", "unetkit.triton.cpu_runtime", str(onnx_path), str(h), str(w),
+             str(channels), str(threads)],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise UserError(
+                f"could not measure the model's memory with ONNX Runtime: "
+                f"{(result.stderr.strip().splitlines() or ['?'])[-1]}"
+            )
+        points.append(json.loads(result.stdout))
+    (p1, b1, open1), (p2, b2, open2) = ((p["pixels"], p["peak"], p["open"]) for p in points)
+    base = max(open1, open2)
+    # The slope, or the growth at either size over its pixels, whichever is largest: a run
+    # must never need more than the model says.
+    per_pixel = max((b2 - base) / p2, (b1 - base) / p1, (b2 - b1) / max(p2 - p1, 1))
+    return MemoryModel(base_bytes=int(base), bytes_per_pixel=math.ceil(per_pixel))
+
+
+def _probe(onnx_path: str, height: int, width: int, channels: int, threads: int) -> None:
+    """Child process of measure_memory: resident memory with the session open, and the peak
+    over two runs at one size."""
+    import numpy as np
+
+    session = create_session(Path(onnx_path), threads)
+    opened = resident_bytes()
+    image = np.random.default_rng(0).integers(0, 256, (1, height, width, channels), np.uint8)
+    for _ in range(2):
+        session.run(None, {session.get_inputs()[0].name: image})
+    status = Path("/proc/self/status").read_text()
+    peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
+    print(json.dumps({"pixels": height * width, "open": opened, "peak": peak}))
+
+
+if __name__ == "__main__":
+    path, h, w, c, t = sys.argv[1:6]
+    _probe(path, int(h), int(w), int(c), int(t))
