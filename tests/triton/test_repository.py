@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.serving import REPO_ROOT, copy_model_directory
-from unetkit.triton import cpu_config_path, onnx_path
+from unetkit.core import PARAM_MEMORY_BASE_BYTES, PARAM_MEMORY_BYTES_PER_PIXEL, read_model_info
+from unetkit.triton import MemoryModel, cpu_config_path, onnx_path, render_cpu_config
 
 MAKE_REPOSITORY = REPO_ROOT / "build" / "make_repository.py"
 
@@ -24,13 +26,28 @@ def make_repository(*args: str | Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def memory_parameters(config: str) -> MemoryModel:
+    values = {
+        key: int(re.search(f'key: "{key}" value: {{ string_value: "([0-9]+)"', config).group(1))
+        for key in (PARAM_MEMORY_BASE_BYTES, PARAM_MEMORY_BYTES_PER_PIXEL)
+    }
+    return MemoryModel(values[PARAM_MEMORY_BASE_BYTES], values[PARAM_MEMORY_BYTES_PER_PIXEL])
+
+
 def test_committed_cpu_config_is_the_rendering_for_the_example_model(
     serving_repository: Path,
 ) -> None:
+    """Equal but for the memory figures, which are measured at each export: those must be
+    within a factor of two of this session's measurement."""
     committed = cpu_config_path(REPO_ROOT / "model_repository").read_text()
-    assert committed == cpu_config_path(serving_repository).read_text(), (
+    fresh = cpu_config_path(serving_repository).read_text()
+    theirs, ours = memory_parameters(committed), memory_parameters(fresh)
+    info = read_model_info(onnx_path(serving_repository))
+    assert committed == render_cpu_config(info, theirs), (
         "model_repository/unet/configs/cpu.pbtxt is stale: run `make repository`"
     )
+    assert 0.5 < theirs.bytes_per_pixel / ours.bytes_per_pixel < 2
+    assert 0.5 < theirs.base_bytes / ours.base_bytes < 2
 
 
 def test_writes_model_and_config(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ CPU_MAX_BATCH_SIZE = 8
 CPU_MAX_QUEUE_SIZE = 2 * CPU_MAX_BATCH_SIZE
 # A request waiting longer is refused: shorter than a client's usual timeout (the kit's
 # client waits 60 s), longer than a queue of large images takes on a slow CPU.
-CPU_QUEUE_TIMEOUT_S = 30
+CPU_QUEUE_TIMEOUT_S = 20
 # Long enough to pair up requests that arrive together, short next to the ~100 ms
 # a 256x256 image takes on a CPU core.
 CPU_QUEUE_DELAY_US = 2000

@@ -107,6 +107,8 @@ class TritonServer:
     log_verbose: int = 0
     log_file: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    # Variables added to the server's environment (the model reads UNETKIT_MEMORY_BUDGET).
+    extra_env: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _backend_dir: Path | None = field(default=None, init=False, repr=False)
 
@@ -185,7 +187,7 @@ class TritonServer:
         )
         self._process = subprocess.Popen(
             self.command(self._backend_dir),
-            env=server_environment(),
+            env=server_environment() | self.extra_env,
             # Own process group: stop() can reach the python backend stubs as well.
             start_new_session=True,
             preexec_fn=_stop_with_parent,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,9 @@ from unetkit.triton import (
 )
 
 OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
+# Seconds of work one execution may hold (beyond its first request): Triton answers a
+# batch's requests only when the whole batch is done, and a client waits 60 s by default.
+TARGET_EXECUTION_S = 10.0
 
 
 def _parameter(config: dict, key: str, default: int) -> int:
@@ -64,6 +68,16 @@ def _parameter(config: dict, key: str, default: int) -> int:
 def _invalid(message: str) -> pb_utils.InferenceResponse:
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+    )
+
+
+def _at_capacity(accepted_pixels: int) -> pb_utils.InferenceResponse:
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(
+            f"server at capacity: this batch already holds {accepted_pixels / 1e6:.1f} Mpixel; "
+            "retry after a short wait (client/segment.py retries UNAVAILABLE with backoff)",
+            pb_utils.TritonError.UNAVAILABLE,
+        )
     )
 
 
@@ -98,6 +112,7 @@ class TritonPythonModel:
             self.limits = self._limits(config, channels)
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
+        self.seconds_per_pixel: float | None = None
         pb_utils.Logger.log_info(f"unetkit: {self.limits.describe()}")
 
     def _limits(self, config: dict, channels: int) -> Limits:
@@ -159,6 +174,7 @@ class TritonPythonModel:
 
     def execute(self, requests: list) -> list:
         responses: list = [None] * len(requests)
+        taken = 0  # pixels accepted so far; the first valid request is always run
         # Requests of the same size run as one batch; the others wait for their own run.
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, list[str]]]] = {}
         for index, request in enumerate(requests):
@@ -172,11 +188,30 @@ class TritonPythonModel:
             if problem is not None:
                 responses[index] = _invalid(problem)
                 continue
+            pixels = image.shape[0] * image.shape[1] * image.shape[2]
+            if taken and taken + pixels > self._pixels_per_execution():
+                responses[index] = _at_capacity(taken)
+                continue
+            taken += pixels
             wanted = [n for n in request.requested_output_names() if n in OUTPUTS]
             groups.setdefault(image.shape[1:], []).append((index, image, wanted or list(OUTPUTS)))
         for members in groups.values():
             self._run(members, responses)
         return responses
+
+    def _pixels_per_execution(self) -> float:
+        """What one execution may take: no more than the budget's run, and no more than
+        TARGET_EXECUTION_S of work at the speed measured so far, since every response of a
+        batch leaves only when the whole batch is done."""
+        if self.seconds_per_pixel is None:
+            return self.limits.max_run_pixels
+        return min(self.limits.max_run_pixels, TARGET_EXECUTION_S / self.seconds_per_pixel)
+
+    def _learn_speed(self, seconds: float, pixels: int) -> None:
+        """A moving average of the seconds one input pixel takes (channels count once)."""
+        per_pixel = seconds * self.channels / pixels
+        previous = self.seconds_per_pixel
+        self.seconds_per_pixel = per_pixel if previous is None else 0.7 * previous + 0.3 * per_pixel
 
     def _run(self, members: list[tuple[int, np.ndarray, list[str]]], responses: list) -> None:
         """Images of one size, in as few ONNX Runtime calls as the memory budget allows."""
@@ -184,10 +219,12 @@ class TritonPythonModel:
         images = np.concatenate([image for _, image, _ in members])
         per_call = max(1, self.limits.max_run_pixels // (images.shape[1] * images.shape[2]))
         try:
+            started = time.perf_counter()
             parts = [
                 self.session.run(names, {INPUT_IMAGE: images[start : start + per_call]})
                 for start in range(0, len(images), per_call)
             ]
+            self._learn_speed(time.perf_counter() - started, images.size)
         except Exception as e:  # ONNX Runtime raises its own exception types
             error = pb_utils.TritonError(f"ONNX Runtime failed: {e}", pb_utils.TritonError.INTERNAL)
             for index, _, _ in members:

@@ -1,0 +1,58 @@
+"""The CPU route's memory arithmetic: sizes, what a budget allows, the session's settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from unetkit.core import UserError
+from unetkit.triton import (
+    MemoryModel,
+    available_bytes,
+    create_session,
+    onnx_path,
+    parse_bytes,
+    plan_limits,
+)
+from unetkit.triton.cpu_runtime import IO_BYTES_PER_PIXEL
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("4G", 4 << 30), ("4GiB", 4 << 30), ("512m", 512 << 20), ("1.5G", 3 << 29), ("1000", 1000)],
+)
+def test_memory_sizes(text: str, expected: int) -> None:
+    assert parse_bytes(text) == expected
+
+
+@pytest.mark.parametrize("text", ["four gigs", "-1G", "4X", ""])
+def test_bad_memory_sizes_are_one_line(text: str) -> None:
+    with pytest.raises(UserError, match="write bytes or a number with K, M, G or T"):
+        parse_bytes(text)
+
+
+def test_the_budget_becomes_pixels_per_run_and_a_largest_side() -> None:
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
+    limits = plan_limits(model, budget_bytes=1 << 30, reserved_bytes=300 << 20, side_cap=2048)
+    spare = (1 << 30) - (300 << 20) - (100 << 20)
+    assert limits.max_run_pixels == spare // 400
+    assert limits.max_side == 1278  # floor(sqrt(1635778))
+    assert plan_limits(model, 64 << 30, 300 << 20, 2048).max_side == 2048  # the config's cap
+
+
+def test_a_budget_too_small_for_any_image_says_how_much_is_needed() -> None:
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400)
+    with pytest.raises(UserError, match=r"256 MiB leaves nothing .* needs 400 MiB .* MEMORY="):
+        plan_limits(model, 256 << 20, 300 << 20, 2048)
+
+
+def test_available_memory_is_what_the_kernel_says_at_most() -> None:
+    total = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    assert 0 < available_bytes() <= total * 1024
+
+
+def test_the_session_runs_without_the_memory_arena(serving_repository: Path) -> None:
+    session = create_session(onnx_path(serving_repository), threads=1)
+    assert session.get_session_options().enable_cpu_mem_arena is False
