@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers.serving import copy_model_directory
 from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
+from unetkit.keras2onnx import write_onnx
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,12 @@ def serving_repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repository = copy_model_directory(tmp_path_factory.mktemp("model_repository"))
     make_repository(EXAMPLE_MODEL, repository)
     return repository
+
+
+@pytest.fixture(scope="session")
+def example_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example model exported in fp32, as the GPU route builds from it (the CPU
+    repository may hold its int8 copy)."""
+    path = tmp_path_factory.mktemp("example_onnx") / "model.onnx"
+    write_onnx(EXAMPLE_MODEL, path)
+    return path

@@ -11,7 +11,6 @@ from tests.helpers import REPO_ROOT
 from tests.helpers.engine import lower_plugin_nodes, run, save, tiny_unet
 from unetkit.core import BatchShape, Profile, load_samples, read_model_info
 from unetkit.tensorrt import accuracy, rewrite_upsampling, to_fp16
-from unetkit.triton import onnx_path
 
 
 def types(model: onnx.ModelProto) -> dict[str, int]:
@@ -57,8 +56,8 @@ def test_plugin_rewrite_of_the_fp16_copy_keeps_its_results():
     assert np.mean(got[1] == expected[1]) >= accuracy.MASK_AGREEMENT_REQUIRED
 
 
-def test_fp16_copy_of_the_example_model_passes_the_engine_tolerance(serving_repository, tmp_path):
-    path = onnx_path(serving_repository)
+def test_fp16_copy_of_the_example_model_passes_the_engine_tolerance(example_onnx, tmp_path):
+    path = example_onnx
     info = read_model_info(path)
     half = save(to_fp16(onnx.load(str(path))), tmp_path / "fp16.onnx")
     samples = load_samples(REPO_ROOT / "samples", info.channels)[:2]

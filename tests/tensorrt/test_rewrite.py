@@ -17,7 +17,6 @@ from onnx import numpy_helper
 from tests.helpers.engine import lower_plugin_nodes, run, tiny_unet
 from unetkit.core import UserError
 from unetkit.tensorrt import PLUGIN_DOMAIN, PLUGIN_OP, rewrite_upsampling
-from unetkit.triton import onnx_path
 
 
 @pytest.mark.parametrize("channels,shape", [(1, (1, 16, 16)), (3, (3, 24, 40))])
@@ -108,8 +107,8 @@ def test_resize_by_sizes_is_refused():
         rewrite_upsampling(model)
 
 
-def test_rewrite_of_the_example_model(serving_repository):
-    model = onnx.load(str(onnx_path(serving_repository)))
+def test_rewrite_of_the_example_model(example_onnx):
+    model = onnx.load(str(example_onnx))
     resizes = [n for n in model.graph.node if n.op_type == "Resize"]
     result = rewrite_upsampling(model)
     # every UpSampling2D of the example U-Net becomes the plugin, at 2x2

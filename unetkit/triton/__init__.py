@@ -19,6 +19,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "resident_bytes",
         ],
         "gpu_command": ["tritonserver_command"],
+        "int8": ["Gate", "check_int8", "network_input", "quantize", "split"],
         "model_config": [
             "CPU_MAX_BATCH_SIZE",
             "CPU_MAX_QUEUE_SIZE",
@@ -35,6 +36,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "cpu_config_path",
             "model_dir",
             "onnx_path",
+            "quantization_report_path",
             "read_export_record",
             "version_dir",
             "write_export_record",

@@ -5,6 +5,7 @@
     <repository>/unet/1/model.py            the CPU backend code (committed)
     <repository>/unet/1/model.onnx          the exported model (generated)
     <repository>/unet/1/export.json         which Keras file and options made model.onnx
+    <repository>/unet/1/quantization.json   the int8 accuracy gate's numbers
 
 The record lets `make serve` rebuild the model only when the Keras file or the options
 change, and never replace a user's model with the example behind their back.
@@ -20,6 +21,7 @@ from typing import Any
 from unetkit.core import MODEL_NAME, MODEL_VERSION, UserError, sha256_file, write_text_atomic
 
 EXPORT_RECORD = "export.json"
+QUANTIZATION_REPORT = "quantization.json"
 
 
 def model_dir(repository: Path) -> Path:
@@ -36,6 +38,10 @@ def onnx_path(repository: Path) -> Path:
 
 def cpu_config_path(repository: Path) -> Path:
     return model_dir(repository) / "configs" / "cpu.pbtxt"
+
+
+def quantization_report_path(repository: Path) -> Path:
+    return version_dir(repository) / QUANTIZATION_REPORT
 
 
 def backend_code_path(repository: Path) -> Path:

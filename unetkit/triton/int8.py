@@ -1,0 +1,156 @@
+"""int8 for the CPU route: ONNX Runtime's static quantization, calibrated on sample images,
+and the accuracy gate the int8 model must pass before it is served instead of fp32.
+
+Only the network's own layers are quantized (weights int8 per output channel, activations
+uint8, as quantize/dequantize pairs around them); the pixel normalization at the input and
+the threshold or argmax that makes MASK stay float, so IMAGE, PROB and MASK keep their
+meaning. The gate compares MASK with the fp32 model on the calibration images and on images
+held back from calibration, and the IoU against ground truth where the samples have some.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetkit.core import INPUT_IMAGE, OUTPUT_MASK, ModelInfo, Sample, UserError, iou
+from unetkit.triton.cpu_runtime import create_session
+
+# Quantize these ops: the convolutions and what lies between them; nothing of the input's
+# normalization (Cast, Sub, Div, Transpose) or of MASK (Squeeze, Greater, ArgMax, Cast).
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Relu", "MaxPool", "AveragePool", "Concat", "Resize")
+MASK_AGREEMENT_REQUIRED = 0.999
+IOU_LOSS_ALLOWED = 0.005
+HELD_BACK_EVERY = 4  # every 4th sample is held back from calibration
+
+
+@dataclass(frozen=True)
+class Gate:
+    calibration_images: int
+    held_back_images: int
+    mask_agreement_calibration: float
+    mask_agreement_held_back: float | None
+    iou_fp32: float | None  # mean IoU against ground truth, over the samples that have it
+    iou_int8: float | None
+    passed: bool
+
+    def describe(self) -> str:
+        parts = [f"MASK agreement with fp32 {self.mask_agreement_calibration:.4%} (calibration)"]
+        if self.mask_agreement_held_back is not None:
+            parts.append(f"{self.mask_agreement_held_back:.4%} (held back)")
+        if self.iou_fp32 is not None and self.iou_int8 is not None:
+            parts.append(f"IoU {self.iou_int8:.4f} against fp32 {self.iou_fp32:.4f}")
+        return ", ".join(parts)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def network_input(image: np.ndarray, info: ModelInfo) -> np.ndarray | None:
+    """[1, H, W, C] at a size the model takes (mirror-padded as the client pads), or None
+    for an image that a fixed-size model cannot take."""
+    height, width = image.shape[:2]
+    if info.fixed_size is not None:
+        return image[None] if (height, width) == info.fixed_size else None
+    pad = ((0, info.height.next_valid(height) - height), (0, info.width.next_valid(width) - width))
+    return np.pad(image, (*pad, (0, 0)), "symmetric")[None]
+
+
+def split(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Calibration images and held-back images (every 4th, when there are at least 4)."""
+    if len(samples) < HELD_BACK_EVERY:
+        return samples, []
+    held = [s for i, s in enumerate(samples) if i % HELD_BACK_EVERY == HELD_BACK_EVERY - 1]
+    return [s for s in samples if s not in held], held
+
+
+def quantize(fp32: Path, int8: Path, calibration: list[np.ndarray]) -> None:
+    """Write the int8 copy of `fp32` (static QDQ, per-channel weights) to `int8`."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds: Iterator[dict[str, np.ndarray]] = iter(
+                {INPUT_IMAGE: image} for image in calibration
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    keep_float = [n.name for n in graph.node if n.op_type not in QUANTIZED_OPS]
+    try:
+        quantize_static(
+            str(fp32),
+            str(int8),
+            Images(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=keep_float,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+    except Exception as e:  # ONNX Runtime's quantizer raises plain exceptions of many types
+        raise UserError(
+            f"ONNX Runtime could not quantize the model ({e}): use --precision fp32"
+        ) from e
+
+
+def check_int8(
+    fp32: Path, int8: Path, info: ModelInfo, samples: list[Sample], threads: int
+) -> Gate:
+    """Compare the two models on `samples` (split into calibration and held back)."""
+    calibration, held_back = split(samples)
+    reference, candidate = create_session(fp32, threads), create_session(int8, threads)
+    agreements: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
+    ious: list[tuple[float, float]] = []
+    for held, group in ((False, calibration), (True, held_back)):
+        for sample in group:
+            feed = network_input(sample.image, info)
+            if feed is None:
+                continue
+            (mask32,) = reference.run([OUTPUT_MASK], {INPUT_IMAGE: feed})
+            (mask8,) = candidate.run([OUTPUT_MASK], {INPUT_IMAGE: feed})
+            agreements[held].append((int(np.count_nonzero(mask32 == mask8)), mask32.size))
+            if sample.truth is not None and info.output_geometry == (0, 0, 0, 0):
+                h, w = sample.truth.shape
+                ious.append(
+                    (
+                        iou(mask32[0, :h, :w] != 0, sample.truth),
+                        iou(mask8[0, :h, :w] != 0, sample.truth),
+                    )
+                )
+
+    def agreement(pairs: list[tuple[int, int]]) -> float | None:
+        return sum(a for a, _ in pairs) / sum(n for _, n in pairs) if pairs else None
+
+    on_calibration, on_held_back = agreement(agreements[False]), agreement(agreements[True])
+    if on_calibration is None:
+        raise UserError("no calibration image fits the model's input size: pass --calibration DIR")
+    iou32 = float(np.mean([a for a, _ in ious])) if ious else None
+    iou8 = float(np.mean([b for _, b in ious])) if ious else None
+    passed = (
+        on_calibration >= MASK_AGREEMENT_REQUIRED
+        and (on_held_back is None or on_held_back >= MASK_AGREEMENT_REQUIRED)
+        and (iou32 is None or iou8 is None or iou8 >= iou32 - IOU_LOSS_ALLOWED)
+    )
+    return Gate(
+        calibration_images=len(agreements[False]),
+        held_back_images=len(agreements[True]),
+        mask_agreement_calibration=on_calibration,
+        mask_agreement_held_back=on_held_back,
+        iou_fp32=iou32,
+        iou_int8=iou8,
+        passed=passed,
+    )
