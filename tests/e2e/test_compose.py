@@ -154,6 +154,8 @@ def test_build_service_steps():
     assert (args.precision, args.upsample) == ("fp16", "plugin")
     assert args.plugin_lib == Path("plugins/build/libunetkit_plugins.so")
     assert args.output == Path("model_repository/unet/1/model.plan")
+    # `docker compose up` builds again only when an input changed; caches per TensorRT and GPU.
+    assert args.if_changed and args.timing_cache_dir == Path("out/timing-caches")
 
     own = build_service.build_steps(
         {

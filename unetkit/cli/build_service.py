@@ -2,7 +2,9 @@
 
 1. compile the plugin library (plugins/, CMake) for this GPU with this TensorRT;
 2. convert the Keras model to ONNX (build/export_onnx.py);
-3. build, check and install the TensorRT plan (build/build_engine.py).
+3. build, check and install the TensorRT plan (build/build_engine.py), unless
+   build_report.json says the installed plan was built from the same ONNX, TensorRT, GPU,
+   plugin library and settings.
 
 Plugin, plan and GPU therefore always match the Triton container of the same YY.MM tag.
 Settings come from the environment (docker-compose.yml passes them through from .env):
@@ -28,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 PLUGIN_BUILD = Path("plugins/build")
 PLUGIN_LIBRARY = PLUGIN_BUILD / "libunetkit_plugins.so"
 VERSION_DIR = Path("model_repository/unet/1")
-TIMING_CACHE = Path("out/timing.cache")
+TIMING_CACHES = Path("out/timing-caches")
 DEFAULT_KERAS_MODEL = "example/unet_example.h5"
 
 
@@ -74,8 +76,10 @@ def build_steps(environ: dict[str, str]) -> list[list[str]]:
         precision,
         "--upsample",
         upsample,
-        "--timing-cache",
-        str(TIMING_CACHE),
+        "--timing-cache-dir",
+        str(TIMING_CACHES),
+        # `docker compose up` runs this on every start: keep a plan built from the same inputs
+        "--if-changed",
     ]
     if upsample == "plugin":
         engine += ["--plugin-lib", str(PLUGIN_LIBRARY)]
