@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KERAS_VENV ?= .venv-keras
+# TensorRT's public headers (`make trt-headers`) live outside the checkout, in a cache that
+# CI on the same machine finds too: $(TRT_HEADERS_CACHE)/<major.minor>/include.
 TRT_REF ?= v11.1
+TRT_HEADERS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/unetkit/tensorrt
+TENSORRT_HEADERS ?= $(TRT_HEADERS_CACHE)/$(patsubst v%,%,$(notdir $(TRT_REF)))/include
 PLUGINS_BUILD ?= plugins/build
 CUDA_ARCHS ?=
 # make serve: empty means the kit's defaults (127.0.0.1, gRPC 8001, HTTP 8000, metrics 8002).
@@ -21,18 +25,23 @@ EXPORT_ARGS ?=
 MEMORY ?=
 REPOSITORY ?= model_repository
 
-.PHONY: help venv keras-venv repository serve test test-unit lint format bench bench-generator soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-generator soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# TensorRT-RTX's ONNX parser dlopens the unversioned libtensorrt_rtx.so when it adds a plugin
+# layer, and the wheel ships only .so.1: the link below. A link, never a copy: a copy would be
+# a second library with a second plugin registry.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[serve,loadtest,dev]'
+	$(BIN)/pip install --quiet -e '.[serve,loadtest,dev,trt-rtx]'
+	ln -sf libtensorrt_rtx.so.1 "$$($(BIN)/python -c 'import importlib.util as u; \
+		print(u.find_spec("tensorrt_rtx_libs").submodule_search_locations[0])')/libtensorrt_rtx.so"
 	touch $@
 
-venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, ONNX Runtime)
+venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, ONNX Runtime, TensorRT-RTX)
 
 # Keras is a development dependency only: it makes the golden outputs and trains the example.
 $(KERAS_VENV)/.installed:
@@ -77,6 +86,9 @@ test: lint repository  ## the whole test suite, against real Triton servers (wha
 test-unit: venv  ## the fast inner loop: every test that needs no server (under a minute)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e -q
 
+check-trt-rtx: venv  ## the kit's engine build on TensorRT-RTX, no GPU (plugin route where TensorRT 11 headers are)
+	$(BIN)/python -m pytest tests -m trt_rtx -v
+
 bench: repository  ## served vs in-process throughput, latency and server split (BENCHMARKS.md)
 	$(BIN)/python loadtest/bench.py
 
@@ -100,12 +112,13 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-trt-headers:  ## TensorRT's public headers into plugins/third_party/tensorrt (git-ignored)
-	plugins/fetch_trt_headers.sh $(TRT_REF)
+trt-headers:  ## TensorRT's public headers (TRT_REF) into $(TRT_HEADERS_CACHE)/<major.minor>, outside the checkout
+	TRT_HEADERS_CACHE='$(TRT_HEADERS_CACHE)' plugins/fetch_trt_headers.sh $(TRT_REF)
 
 plugins:  ## CUDA kernels, plus libunetkit_plugins.so where TensorRT headers are found
 	cmake -S plugins -B $(PLUGINS_BUILD) $(if $(CUDA_ARCHS),-DCMAKE_CUDA_ARCHITECTURES='$(CUDA_ARCHS)') \
-		$(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT))
+		$(if $(TENSORRT_ROOT),-DTENSORRT_ROOT=$(TENSORRT_ROOT)) -DTENSORRT_HEADERS='$(TENSORRT_HEADERS)' \
+		$(if $(TENSORRT_LIBRARY),-DTensorRT_LIBRARY='$(TENSORRT_LIBRARY)')
 	cmake --build $(PLUGINS_BUILD) -j
 
 plugins-gpu-check:  ## on a CUDA machine with PyTorch: kernel exactness and bandwidth into out/plugins-gpu

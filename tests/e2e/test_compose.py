@@ -7,6 +7,7 @@ engine); the service scripts run here up to the point where a GPU would be neede
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from unetkit.core import UserError
 from unetkit.triton import admin_key, free_ports, pytriton_server_dir, tritonserver_command
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
+NVIDIA_ENTRYPOINT = "/opt/nvidia/nvidia_entrypoint.sh"
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -138,9 +140,11 @@ def test_missing_tags_stop_compose_with_the_fix(tmp_path):
 
 
 def test_build_service_steps():
-    steps = build_service.build_steps({})
+    steps = build_service.build_steps({"TRT_TAG": "26.10"})
     assert [s[0] for s in steps[:2]] == ["cmake", "cmake"]
     assert "-DCMAKE_CUDA_ARCHITECTURES=native" in steps[0]
+    # Only the container's TensorRT (Debian layout under /usr) is searched.
+    assert "-DTENSORRT_ROOT=/usr" in steps[0]
     export, engine = steps[2], steps[3]
     assert export[1:] == [
         "build/export_onnx.py",
@@ -152,11 +156,14 @@ def test_build_service_steps():
     # the build_engine command line is one the tool accepts
     args = build_engine.parse_args(engine[2:])
     assert (args.precision, args.upsample) == ("fp16", "plugin")
-    assert args.plugin_lib == Path("plugins/build/libunetkit_plugins.so")
+    assert args.plugin_lib == Path("plugins/build-trt26.10/libunetkit_plugins.so")
     assert args.output == Path("model_repository/unet/1/model.plan")
+    # `docker compose up` builds again only when an input changed; caches per TensorRT and GPU.
+    assert args.if_changed and args.timing_cache_dir == Path("out/timing-caches")
 
     own = build_service.build_steps(
         {
+            "TRT_TAG": "26.10",
             "UNETKIT_KERAS_MODEL": "models/mine.keras",
             "UNETKIT_EXPORT_ARGS": "--mean 0.5 --std 0.25",
             "UNETKIT_PRECISION": "fp32",
@@ -170,7 +177,66 @@ def test_build_service_steps():
     assert (args.precision, args.upsample, args.plugin_lib) == ("fp32", "native", None)
     assert args.max == "16x1024x1024" and args.min is None
     with pytest.raises(UserError, match="UNETKIT_PRECISION='int8': use one of fp16, fp32"):
-        build_service.build_steps({"UNETKIT_PRECISION": "int8"})
+        build_service.build_steps({"TRT_TAG": "26.10", "UNETKIT_PRECISION": "int8"})
+    with pytest.raises(UserError, match=r"TRT_TAG='': set the TensorRT image's YY\.MM tag"):
+        build_service.build_steps({})
+
+
+def dockerfile_entrypoint(dockerfile: str) -> list[str]:
+    prefix = "ENTRYPOINT "
+    lines = (REPO_ROOT / dockerfile).read_text().splitlines()
+    entrypoints = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    assert len(entrypoints) == 1, dockerfile
+    return json.loads(entrypoints[0])
+
+
+def test_both_gpu_services_start_through_nvidias_entrypoint(config):
+    """/opt/nvidia/nvidia_entrypoint.sh enables CUDA forward compatibility (older
+    data-center drivers) and ends in `exec "$@"`: the kit's command runs after it."""
+    services = config["services"]
+    assert services["triton"]["entrypoint"] == [
+        NVIDIA_ENTRYPOINT,
+        "python3",
+        "-m",
+        "unetkit.cli.triton_service",
+    ]
+    # The build service keeps its image's entry point, which starts with NVIDIA's too.
+    assert "entrypoint" not in services["build"]
+    assert services["build"]["build"]["dockerfile"] == "docker/build.Dockerfile"
+    assert dockerfile_entrypoint("docker/build.Dockerfile") == [
+        NVIDIA_ENTRYPOINT,
+        "python3",
+        "-m",
+        "unetkit.cli.build_service",
+    ]
+
+
+def test_the_container_builds_the_plugin_in_its_own_folder_per_tag(config):
+    """Never the host's plugins/build (its CMakeCache.txt names host paths); Triton loads
+    the library that the build service of the same tag compiled."""
+    services = config["services"]
+    steps = build_service.build_steps(services["build"]["environment"])
+    build_dir = steps[0][steps[0].index("-B") + 1]
+    assert build_dir == f"plugins/build-trt{dotenv()['TRT_TAG']}"
+    assert steps[1] == ["cmake", "--build", build_dir, "--parallel"]
+    assert services["triton"]["environment"]["UNETKIT_PLUGIN_LIB"] == (
+        f"/opt/unetkit/{build_dir}/libunetkit_plugins.so"
+    )
+
+    other = compose_config(REPO_ROOT, TRT_TAG="26.11", TRITON_TAG="26.11")
+    assert other.returncode == 0, other.stderr
+    services = yaml.safe_load(other.stdout)["services"]
+    steps = build_service.build_steps(services["build"]["environment"])
+    assert steps[0][steps[0].index("-B") + 1] == "plugins/build-trt26.11"
+    assert "build-trt26.11/" in services["triton"]["environment"]["UNETKIT_PLUGIN_LIB"]
+
+
+def test_the_build_image_keeps_its_own_numpy():
+    """numpy 1.26 is the CPU route's pin (its python backend stub); the TensorRT image's
+    own numpy is what its TensorRT bindings were built with."""
+    text = (REPO_ROOT / "docker" / "build.Dockerfile").read_text()
+    install = text[text.index("pip install") :].split("\n\n")[0]
+    assert "h5py==" in install and "numpy" not in install
 
 
 def test_tritonserver_command_restricts_admin_apis_behind_the_key(tmp_path):

@@ -1,5 +1,6 @@
 """Helpers of the engine-build tests: small contract-shaped U-Net ONNX graphs built with
-onnx.helper, a stand-in for the plugin op that ONNX Runtime can run, and a built plan.
+onnx.helper, a stand-in for the plugin op that ONNX Runtime can run, a built plan, and where
+TensorRT-RTX's library and TensorRT's fetched headers are.
 
 Layout of the converter's output: uint8 NHWC IMAGE -> /255 -> NCHW -> conv, pool,
 conv, Resize (nearest, asymmetric, floor, x2) -> concat skip -> 1x1 conv -> sigmoid ->
@@ -8,7 +9,12 @@ NHWC PROB, and MASK = PROB > 0.5. Weights are seeded random numbers.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +22,12 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.helpers import REPO_ROOT
 from unetkit.tensorrt import PLUGIN_OP
+
+# Where TensorRT-RTX builds ahead of time in these tests: an RTX 40xx (it has no sm_90 target).
+AOT_COMPUTE_CAPABILITY = "8.9"
+HEADERS_ENV = "TENSORRT_HEADERS"
 
 NEAREST_KERAS = {
     "mode": "nearest",
@@ -188,3 +199,76 @@ def lower_plugin_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
 def run(model: onnx.ModelProto, image: np.ndarray) -> list[np.ndarray]:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(["PROB", "MASK"], {"IMAGE": image})
+
+
+def headers_cache() -> Path:
+    """Where `make trt-headers` puts TensorRT's public headers: <cache>/<major.minor>/include."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "unetkit" / "tensorrt"
+
+
+def header_version(include: Path) -> tuple[int, ...]:
+    """major, minor, patch from NvInferVersion.h (-1 where a part is missing)."""
+    text = (include / "NvInferVersion.h").read_text()
+    parts = []
+    for part in ("MAJOR", "MINOR", "PATCH"):
+        match = re.search(rf"#define TRT_{part}_ENTERPRISE +(\d+)", text)
+        parts.append(int(match.group(1)) if match else -1)
+    return tuple(parts)
+
+
+def tensorrt_headers(major: int = 11) -> Path | None:
+    """TensorRT <major>.x headers: $TENSORRT_HEADERS if it holds them, else the newest
+    <cache>/<major>.*/include."""
+    candidates = []
+    if os.environ.get(HEADERS_ENV):
+        candidates.append(Path(os.environ[HEADERS_ENV]))
+    cached = sorted(
+        headers_cache().glob(f"{major}.*/include"),
+        key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()],
+        reverse=True,
+    )
+    candidates += cached
+    for include in candidates:
+        if (include / "NvInferRuntime.h").is_file() and header_version(include)[0] == major:
+            return include
+    return None
+
+
+HEADERS_MISSING = (
+    "TensorRT 11 headers absent: run `make trt-headers` (fills ~/.cache/unetkit/tensorrt) "
+    f"or set {HEADERS_ENV}"
+)
+
+
+def rtx_library() -> Path:
+    """The TensorRT-RTX wheel's libtensorrt_rtx.so.1 (make venv installs it)."""
+    spec = importlib.util.find_spec("tensorrt_rtx_libs")
+    assert spec is not None and spec.submodule_search_locations, (
+        "TensorRT-RTX is not installed: run `make venv` (extra trt-rtx)"
+    )
+    return Path(next(iter(spec.submodule_search_locations))) / "libtensorrt_rtx.so.1"
+
+
+def run_python(code: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh Python process (its own plugin registry), from the repository root."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+    )
+
+
+def export_example(directory: Path) -> Path:
+    """The example Keras model exported by the kit's converter, as directory/model.onnx."""
+    from unetkit.keras2onnx import export_onnx
+
+    model, _ = export_onnx(REPO_ROOT / "example" / "unet_example.h5")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "model.onnx"
+    onnx.save(model, str(path))
+    return path

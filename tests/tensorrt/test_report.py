@@ -15,14 +15,16 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 from tests.helpers.engine import installed_plan
-from unetkit.core import UserError
+from unetkit.core import BatchShape, Profile, UserError, sha256_file
 from unetkit.tensorrt import (
     Accuracy,
+    BuildInputs,
     Gpu,
     check_deployment,
     parse_nvidia_smi,
     plan_mismatch,
     read_report,
+    rebuild_reason,
     report_path_for,
     tensorrt_version_from_libraries,
     write_report,
@@ -97,11 +99,66 @@ def test_check_deployment_refuses_changed_or_missing_files(tmp_path):
     with pytest.raises(UserError, match=r"plugin but .* is missing"):
         check_deployment(plan, tmp_path / "absent.so", "10.13.3.9", H100)
 
+    with pytest.raises(UserError, match=r"say where its library is \(UNETKIT_PLUGIN_LIB"):
+        check_deployment(plan, None, "10.13.3.9", H100)
+
     plan.write_bytes(b"a plan copied in by hand")
     with pytest.raises(UserError, match="not the plan its build report describes"):
         check_deployment(plan, plugin, "10.13.3.9", H100)
     with pytest.raises(UserError, match="no TensorRT plan"):
         check_deployment(tmp_path / "none" / "model.plan", None, "10.13.3.9", H100)
+
+
+def test_a_tensorrt_rtx_plan_never_fits_tritons_tensorrt(tmp_path):
+    plan = installed_plan(tmp_path / "1", tensorrt_version="10.13.3.9")
+    report = replace(read_report(report_path_for(plan)), builder="TensorRT-RTX")
+    message = plan_mismatch(report, "10.13.3.9", H100.name, "9.0")
+    assert message is not None
+    assert message.startswith("plan built with TensorRT-RTX 10.13.3.9 on sm_90")
+
+
+def test_rebuild_reason_names_the_first_input_that_changed(tmp_path):
+    plugin = tmp_path / "libunetkit_plugins.so"
+    plugin.write_bytes(b"\x7fELF plugin")
+    plan = installed_plan(tmp_path / "1", plugin=plugin)
+    profile = Profile(BatchShape(1, 16, 16), BatchShape(8, 256, 256), BatchShape(32, 512, 512))
+    same = BuildInputs(
+        builder="TensorRT",
+        tensorrt_version="10.13.3.9",
+        gpu_name=H100.name,
+        compute_capability="9.0",
+        precision="fp16",
+        upsample="plugin",
+        profile=profile.as_dict(),
+        onnx_sha256="0" * 64,
+        plugin_sha256=sha256_file(plugin),
+        checked=False,
+    )
+    assert rebuild_reason(plan, same) is None
+    changes = {
+        "tensorrt_version": ("10.13.3.10", "TensorRT version changed: 10.13.3.9 -> 10.13.3.10"),
+        "gpu_name": ("NVIDIA H100 PCIe", "GPU changed: NVIDIA H100 80GB HBM3 -> NVIDIA H100"),
+        "compute_capability": ("8.9", "compute capability changed: 9.0 -> 8.9"),
+        "precision": ("fp32", "precision changed: fp16 -> fp32"),
+        "upsample": ("native", "upsampling changed: plugin -> native"),
+        "onnx_sha256": ("1" * 64, "ONNX model (sha256) changed: 000000000000 -> 111111111111"),
+        "plugin_sha256": ("f" * 64, "plugin library (sha256) changed"),
+        "builder": ("TensorRT-RTX", "builder changed: TensorRT -> TensorRT-RTX"),
+        "checked": (True, "never checked against ONNX Runtime"),
+    }
+    for name, (value, reason) in changes.items():
+        assert reason in (rebuild_reason(plan, replace(same, **{name: value})) or ""), name
+    bigger = Profile(profile.min, profile.opt, BatchShape(64, 512, 512)).as_dict()
+    assert (
+        rebuild_reason(plan, replace(same, profile=bigger))
+    ) == "profile changed: 1x16x16/8x256x256/32x512x512 -> 1x16x16/8x256x256/64x512x512"
+
+    plan.write_bytes(b"replaced by hand")
+    assert rebuild_reason(plan, same) == "model.plan is not the plan build_report.json describes"
+    report_path_for(plan).write_text("{not json")
+    assert "is not a report this kit can read" in (rebuild_reason(plan, same) or "")
+    report_path_for(plan).unlink()
+    assert rebuild_reason(plan, same) == "no plan with a build report yet"
 
 
 def test_nvidia_smi_csv_is_parsed():

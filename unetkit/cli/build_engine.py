@@ -3,23 +3,28 @@ model.plan, build_report.json and config.pbtxt for Triton.
 
     python build/build_engine.py model_repository/unet/1/model.onnx \\
         -o model_repository/unet/1/model.plan --precision fp16 \\
-        --upsample plugin --plugin-lib plugins/build/libunetkit_plugins.so
+        --upsample plugin --plugin-lib plugins/build-trt26.10/libunetkit_plugins.so
 
 Runs where TensorRT is (NVIDIA's TensorRT container: `docker compose run --rm build`).
 Everything up to the TensorRT build also runs without it: `--dry-run` checks the ONNX,
-the profile, the config and the plugin rewrite, and writes nothing.
+the profile, the config and the plugin rewrite, and writes nothing. With
+`--tensorrt-module tensorrt_rtx --compute-capability 8.9 --skip-check` TensorRT-RTX builds
+the same network ahead of time with no GPU (CI does; its plans run on RTX GPUs only).
 
-Exit codes: 0 built (or dry run passed), 2 a problem with the inputs (one line says which),
-3 the engine disagrees with ONNX Runtime beyond the tolerance (nothing written).
+Exit codes: 0 built (or dry run passed, or the plan was up to date), 2 a problem with the
+inputs (one line says which), 3 the engine disagrees with ONNX Runtime beyond the tolerance
+(nothing written).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 
 import onnx
 
@@ -71,7 +76,31 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--plugin-lib", type=Path, help="libunetkit_plugins.so (plugin mode)")
     parser.add_argument(
-        "--timing-cache", type=Path, help="TensorRT timing cache file, read and updated"
+        "--tensorrt-module",
+        choices=tensorrt.TENSORRT_MODULES,
+        help=f"the builder: tensorrt (NVIDIA's TensorRT, default) or tensorrt_rtx "
+        f"(TensorRT-RTX); default ${tensorrt.MODULE_ENV} or tensorrt",
+    )
+    parser.add_argument(
+        "--compute-capability",
+        metavar="X.Y",
+        help="build ahead of time for this GPU architecture instead of the GPU nvidia-smi "
+        "reports (TensorRT-RTX only: TensorRT builds for the GPU it runs on); needs --skip-check",
+    )
+    parser.add_argument(
+        "--gpu-name", help="with --compute-capability: the GPU name the build report records"
+    )
+    parser.add_argument(
+        "--timing-cache-dir",
+        type=Path,
+        help="folder of TensorRT timing caches, one file per TensorRT version and GPU "
+        "architecture, read and updated",
+    )
+    parser.add_argument(
+        "--if-changed",
+        action="store_true",
+        help="build only when the ONNX, TensorRT, GPU, plugin library or settings differ from "
+        "build_report.json beside -o; otherwise keep the installed plan",
     )
     parser.add_argument(
         "--config",
@@ -115,6 +144,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"{args.plugin_lib}: no such plugin library (build plugins/ first)")
     if args.output.suffix != ".plan":
         raise UserError(f"{args.output}: Triton's TensorRT backend loads model.plan")
+    check_target_flags(args)
 
     model = load_onnx(args.onnx)
     info = contract_info(model)
@@ -132,10 +162,56 @@ def main(argv: list[str]) -> int:
             print(f"  kept native: {name} ({why})")
     if args.precision == "fp16":
         tensorrt.to_fp16(model)  # refused here rather than after TensorRT is set up
+    tensorrt.tensorrt_module_name(args.tensorrt_module)  # a bad UNETKIT_TENSORRT_MODULE, too
     if args.dry_run:
         print("dry run: inputs are consistent; nothing written")
         return 0
     return build(args, model, info, profile, config_path)
+
+
+def check_target_flags(args: argparse.Namespace) -> None:
+    if args.gpu_name is not None and args.compute_capability is None:
+        raise UserError("--gpu-name goes with --compute-capability (an ahead-of-time build)")
+    if args.compute_capability is None:
+        return
+    if not re.fullmatch(r"\d+\.\d+", args.compute_capability.strip()):
+        raise UserError(f"--compute-capability {args.compute_capability!r}: write X.Y, e.g. 8.9")
+    if not args.skip_check:
+        raise UserError(
+            "an ahead-of-time build (--compute-capability) cannot run the engine here: add "
+            "--skip-check (the plan then goes unchecked), or build on the GPU that serves it"
+        )
+
+
+def target_gpu(trt: ModuleType, args: argparse.Namespace) -> tensorrt.Gpu:
+    """The GPU the plan is built for: the one nvidia-smi reports, or --compute-capability."""
+    if args.compute_capability is None:
+        return tensorrt.query_gpu()
+    if not tensorrt.is_tensorrt_rtx(trt):
+        raise UserError(
+            "TensorRT builds for the GPU it runs on: --compute-capability (an ahead-of-time "
+            "build) needs --tensorrt-module tensorrt_rtx; leave it out to build for this GPU"
+        )
+    capability = args.compute_capability.strip()
+    return tensorrt.Gpu(
+        args.gpu_name or f"sm_{capability.replace('.', '')} ahead of time", capability
+    )
+
+
+def network_model(
+    trt: ModuleType, model: onnx.ModelProto, precision: str, upsample: str
+) -> onnx.ModelProto:
+    """The ONNX the parser gets: an fp16 copy where TensorRT has no FP16 builder flag, and
+    nearest upsampling rewritten into the kit's plugin for --upsample plugin."""
+    if precision == "fp16" and not tensorrt.has_fp16_builder_flag(trt):
+        print(
+            f"{tensorrt.builder_name(trt)} {trt.__version__} has no FP16 flag: "
+            "building from an fp16 copy of the ONNX"
+        )
+        model = tensorrt.to_fp16(model)
+    if upsample == "plugin":
+        model = rewrite_upsampling_or_explain(model).model
+    return model
 
 
 def build(
@@ -145,53 +221,69 @@ def build(
     profile: Profile,
     config_path: Path,
 ) -> int:
-    trt = tensorrt.import_tensorrt()
-    gpu = tensorrt.query_gpu()
-    print(f"TensorRT {trt.__version__} on {gpu.name} (compute capability {gpu.compute_capability})")
+    trt = tensorrt.import_tensorrt(args.tensorrt_module)
+    builder = tensorrt.builder_name(trt)
+    gpu = target_gpu(trt, args)
+    capability = gpu.compute_capability
+    print(f"{builder} {trt.__version__} for {gpu.name} (compute capability {capability})")
+    inputs = tensorrt.BuildInputs(
+        builder=builder,
+        tensorrt_version=trt.__version__,
+        gpu_name=gpu.name,
+        compute_capability=gpu.compute_capability,
+        precision=args.precision,
+        upsample=args.upsample,
+        profile=profile.as_dict(),
+        onnx_sha256=sha256_file(args.onnx),
+        plugin_sha256=sha256_file(args.plugin_lib) if args.plugin_lib else None,
+        checked=not args.skip_check,
+    )
+    if args.if_changed:
+        reason = tensorrt.rebuild_reason(args.output, inputs)
+        if reason is None:
+            print(
+                f"{args.output} is up to date (same ONNX, {builder}, GPU, plugin library and "
+                "settings as its build report): not rebuilt"
+            )
+            return 0
+        print(f"building: {reason}")
 
-    fp16_flag = args.precision == "fp16" and tensorrt.has_fp16_builder_flag(trt)
-    if args.precision == "fp16" and not fp16_flag:
-        print(
-            f"TensorRT {trt.__version__} has no FP16 flag: building from an fp16 copy of the ONNX"
-        )
-        model = tensorrt.to_fp16(model)
-    if args.upsample == "plugin":
-        model = rewrite_upsampling_or_explain(model).model
-    onnx_bytes = model.SerializeToString()
+    onnx_bytes = network_model(trt, model, args.precision, args.upsample).SerializeToString()
     if args.plugin_lib is not None:
         tensorrt.load_plugin_library(trt, args.plugin_lib)
+    cache_path = None
+    if args.timing_cache_dir:
+        cache_path = tensorrt.timing_cache_path(
+            args.timing_cache_dir, builder, trt.__version__, gpu.compute_capability
+        )
+    saved_cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
 
-    cache = (
-        args.timing_cache.read_bytes() if args.timing_cache and args.timing_cache.is_file() else b""
-    )
     started = time.monotonic()
-    plan, new_cache = tensorrt.build_plan(trt, onnx_bytes, profile, info.channels, fp16_flag, cache)
+    setup = tensorrt.prepare_build(
+        trt, onnx_bytes, profile, info.channels, args.precision, gpu, saved_cache
+    )
+    for note in setup.notes:
+        print(f"note: {cache_path}: {note}")
+    layers = tensorrt.upsampling_layers(trt, setup.network)
+    print(
+        f"network: {setup.network.num_layers} layers; upsampling: {layers['resize']} resize, "
+        f"{layers['plugin']} plugin layer(s)"
+    )
+    built = tensorrt.build_serialized(setup)
     seconds = time.monotonic() - started
-    print(f"built in {seconds:.1f} s ({len(plan) / 2**20:.1f} MiB)")
-    if args.timing_cache:
-        write_bytes_atomic(args.timing_cache, new_cache)
+    print(f"built in {seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB)")
+    if cache_path and built.timing_cache is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache_path, built.timing_cache)
 
     checked = None
     if not args.skip_check:
-        samples = load_samples(args.samples, info.channels)
-        inputs, skipped = tensorrt.batches(samples, profile, info)
-        for line in skipped:
-            print(f"  sample left out: {line}")
-        if not inputs:
-            raise UserError(f"{args.samples}: no sample fits the engine: pass --samples DIR")
-        runner = tensorrt.PlanRunner(trt, plan)
-        try:
-            checked = tensorrt.compare(
-                tensorrt.onnxruntime_runner(args.onnx), runner, inputs, args.precision
-            )
-        finally:
-            runner.close()
-        print(tensorrt.describe(checked))
+        checked = check_engine(args, trt, built.plan, info, profile)
         if not checked.passed:
             print("error: engine outside tolerance; nothing written", file=sys.stderr)
             return EXIT_ACCURACY
 
-    write_bytes_atomic(args.output, plan)
+    write_bytes_atomic(args.output, built.plan)
     report = tensorrt.BuildReport(
         tensorrt_version=trt.__version__,
         gpu_name=gpu.name,
@@ -200,19 +292,40 @@ def build(
         upsample=args.upsample,
         profile=profile.as_dict(),
         max_batch_size=profile.max.batch,
-        onnx_sha256=sha256_file(args.onnx),
+        onnx_sha256=inputs.onnx_sha256,
         plan_sha256=sha256_file(args.output),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 1),
         plugin_library=str(args.plugin_lib) if args.plugin_lib else None,
-        plugin_sha256=sha256_file(args.plugin_lib) if args.plugin_lib else None,
+        plugin_sha256=inputs.plugin_sha256,
         accuracy=checked,
+        builder=builder,
     )
     tensorrt.write_report(tensorrt.report_path_for(args.output), report)
     if not args.keep_config:
         write_text_atomic(config_path, render_plan_config(info, profile))
     print(f"wrote {args.output}, {tensorrt.report_path_for(args.output).name} and {config_path}")
     return 0
+
+
+def check_engine(
+    args: argparse.Namespace, trt: ModuleType, plan: bytes, info: ModelInfo, profile: Profile
+) -> tensorrt.Accuracy:
+    samples = load_samples(args.samples, info.channels)
+    inputs, skipped = tensorrt.batches(samples, profile, info)
+    for line in skipped:
+        print(f"  sample left out: {line}")
+    if not inputs:
+        raise UserError(f"{args.samples}: no sample fits the engine: pass --samples DIR")
+    runner = tensorrt.PlanRunner(trt, plan)
+    try:
+        checked = tensorrt.compare(
+            tensorrt.onnxruntime_runner(args.onnx), runner, inputs, args.precision
+        )
+    finally:
+        runner.close()
+    print(tensorrt.describe(checked))
+    return checked
 
 
 def rewrite_upsampling_or_explain(model: onnx.ModelProto) -> tensorrt.RewriteResult:

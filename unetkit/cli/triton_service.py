@@ -22,8 +22,9 @@ from unetkit.tensorrt import (
 from unetkit.triton import admin_key, tritonserver_command
 
 MODEL_REPOSITORY = Path(os.environ.get("UNETKIT_MODEL_REPOSITORY", "/models"))
-PLUGIN_LIBRARY = Path(
-    os.environ.get("UNETKIT_PLUGIN_LIB", "/opt/unetkit/plugins/build/libunetkit_plugins.so")
+# docker-compose.yml sets it to the library the build service compiled for this tag.
+PLUGIN_LIBRARY = (
+    Path(os.environ["UNETKIT_PLUGIN_LIB"]) if os.environ.get("UNETKIT_PLUGIN_LIB") else None
 )
 
 
@@ -36,7 +37,10 @@ def main(argv: list[str]) -> int:
     if note:
         print(f"note: {note}", file=sys.stderr)
     command = (
-        tritonserver_command(MODEL_REPOSITORY, [PLUGIN_LIBRARY] if uses_plugin else [], key) + argv
+        tritonserver_command(
+            MODEL_REPOSITORY, [PLUGIN_LIBRARY] if uses_plugin and PLUGIN_LIBRARY else [], key
+        )
+        + argv
     )
     sys.stdout.flush()
     os.execvp(command[0], command)

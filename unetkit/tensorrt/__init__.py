@@ -1,6 +1,7 @@
 """The TensorRT route: the ONNX rewrites a plan needs (upsampling plugin, fp16 copy), the
-engine build and its accuracy gate, the build report, and the check that a plan fits the
-TensorRT and GPU of the container about to serve it (standard library only)."""
+engine build (on NVIDIA's TensorRT, or TensorRT-RTX ahead of time) and its accuracy gate, the
+build report, and the check that a plan fits the TensorRT and GPU of the container about to
+serve it (standard library only)."""
 
 from unetkit.core import lazy_exports
 
@@ -19,20 +20,27 @@ __all__, __getattr__, __dir__ = lazy_exports(
         ],
         "build_report": [
             "Accuracy",
+            "BuildInputs",
             "BuildReport",
             "REBUILD_HINT",
+            "SERVING_BUILDER",
             "gpu_model_note",
             "plan_mismatch",
             "read_report",
+            "rebuild_reason",
             "report_path_for",
             "write_report",
         ],
-        "engine": [
-            "PlanRunner",
-            "build_plan",
-            "has_fp16_builder_flag",
-            "import_tensorrt",
-            "load_plugin_library",
+        "engine": ["PlanRunner"],
+        "engine_build": [
+            "BuiltPlan",
+            "EngineBuild",
+            "build_serialized",
+            "compute_capability_target",
+            "configure_precision",
+            "configure_target",
+            "prepare_build",
+            "upsampling_layers",
         ],
         "fp16_onnx": ["to_fp16"],
         "gpu_env": [
@@ -43,12 +51,31 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "tensorrt_version_from_libraries",
         ],
         "plan_check": ["check_deployment"],
+        "plugin_library": [
+            "load_plugin_library",
+            "plugin_registered",
+            "rtx_plugin_layers_possible",
+        ],
         "plugin_rewrite": [
             "PLUGIN_DOMAIN",
             "PLUGIN_OP",
             "Replaced",
             "RewriteResult",
             "rewrite_upsampling",
+        ],
+        "timing_cache": [
+            "attach_timing_cache",
+            "serialized_timing_cache",
+            "timing_cache_path",
+        ],
+        "trt_module": [
+            "MODULE_ENV",
+            "TENSORRT_MODULES",
+            "builder_name",
+            "has_fp16_builder_flag",
+            "import_tensorrt",
+            "is_tensorrt_rtx",
+            "tensorrt_module_name",
         ],
     },
 )

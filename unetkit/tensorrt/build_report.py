@@ -10,11 +10,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from unetkit.core import UserError, write_text_atomic
+from unetkit.core import Profile, UserError, sha256_file, write_text_atomic
 
 REPORT_NAME = "build_report.json"
 FORMAT_VERSION = 1
 REBUILD_HINT = "rebuild with `docker compose run --rm build`"
+# The builder whose plans Triton's TensorRT backend loads; TensorRT-RTX plans it cannot.
+SERVING_BUILDER = "TensorRT"
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,24 @@ class BuildReport:
     plugin_library: str | None = None
     plugin_sha256: str | None = None
     accuracy: Accuracy | None = None
+    builder: str = SERVING_BUILDER
     format_version: int = field(default=FORMAT_VERSION)
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a plan is built from. A plan whose report records the same is not built again."""
+
+    builder: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    upsample: str
+    profile: dict[str, dict[str, int]]
+    onnx_sha256: str
+    plugin_sha256: str | None
+    checked: bool
 
 
 def report_path_for(plan_path: Path) -> Path:
@@ -99,12 +118,15 @@ def plan_mismatch(
     A plan deserializes only with the TensorRT release that built it, on a GPU of the same
     compute capability.
     """
-    same_trt = _release(report.tensorrt_version) == _release(tensorrt_version)
+    same_trt = report.builder == SERVING_BUILDER and _release(report.tensorrt_version) == _release(
+        tensorrt_version
+    )
     same_sm = report.compute_capability.strip() == compute_capability.strip()
     if same_trt and same_sm:
         return None
     return (
-        f"plan built with TensorRT {report.tensorrt_version} on {sm(report.compute_capability)} "
+        f"plan built with {report.builder} {report.tensorrt_version} on "
+        f"{sm(report.compute_capability)} "
         f"({report.gpu_name}), this container has TensorRT {tensorrt_version} on "
         f"{sm(compute_capability)} ({gpu_name}): {REBUILD_HINT}"
     )
@@ -119,3 +141,43 @@ def gpu_model_note(report: BuildReport, gpu_name: str) -> str | None:
         f"(same {sm(report.compute_capability)}): it loads, but {REBUILD_HINT} "
         "for the fastest kernels on this card"
     )
+
+
+def _short(digest: str | None) -> str:
+    return digest[:12] if digest else "none"
+
+
+def rebuild_reason(plan: Path, inputs: BuildInputs) -> str | None:
+    """Why the plan must be built again, or None when its report says it was built from
+    exactly these inputs and the plan is the file the report describes."""
+    report_path = report_path_for(plan)
+    if not plan.is_file() or not report_path.is_file():
+        return "no plan with a build report yet"
+    try:
+        report = read_report(report_path)
+    except UserError:
+        return f"{report_path.name} is not a report this kit can read"
+    if sha256_file(plan) != report.plan_sha256:
+        return f"{plan.name} is not the plan {report_path.name} describes"
+    changes = [
+        ("builder", report.builder, inputs.builder),
+        ("TensorRT version", report.tensorrt_version, inputs.tensorrt_version),
+        ("GPU", report.gpu_name, inputs.gpu_name),
+        ("compute capability", report.compute_capability, inputs.compute_capability),
+        ("precision", report.precision, inputs.precision),
+        ("upsampling", report.upsample, inputs.upsample),
+        ("ONNX model (sha256)", _short(report.onnx_sha256), _short(inputs.onnx_sha256)),
+        ("plugin library (sha256)", _short(report.plugin_sha256), _short(inputs.plugin_sha256)),
+    ]
+    for what, built, wanted in changes:
+        if built != wanted:
+            return f"{what} changed: {built} -> {wanted}"
+    if report.profile != inputs.profile:
+        before, after = Profile.from_dict(report.profile), Profile.from_dict(inputs.profile)
+        return (
+            f"profile changed: {before.min}/{before.opt}/{before.max} -> "
+            f"{after.min}/{after.opt}/{after.max}"
+        )
+    if inputs.checked and report.accuracy is None:
+        return "the installed plan was never checked against ONNX Runtime"
+    return None

@@ -32,7 +32,12 @@ def check_deployment(
     if mismatch:
         raise UserError(mismatch)
     if report.upsample == "plugin":
-        if plugin_library is None or not plugin_library.is_file():
+        if plugin_library is None:
+            raise UserError(
+                "the plan uses the UnetkitUpsampleNearest plugin: say where its library is "
+                "(UNETKIT_PLUGIN_LIB, or --plugin-lib)"
+            )
+        if not plugin_library.is_file():
             raise UserError(
                 f"the plan uses the UnetkitUpsampleNearest plugin but {plugin_library} "
                 f"is missing: {REBUILD_HINT}"

@@ -231,13 +231,14 @@ def render_plan_config(info: ModelInfo, profile: Profile) -> str:
 # Triton configuration of the U-Net as a TensorRT plan (GPU).
 # Written by build/build_engine.py from the ONNX model and the engine's optimization
 # profile ({profile.min} .. {profile.max}, tuned for {profile.opt}); rebuild rather than edit,
-# or keep max_batch_size equal to the profile's max batch.
+# and never raise max_batch_size above the profile's max batch.
 # Same name, inputs and outputs as configs/cpu.pbtxt: clients cannot tell the two apart.
 name: "{MODEL_NAME}"
 platform: "tensorrt_plan"
 
-# Triton adds the batch dimension N in front of every dims below. It must equal the
-# plan's max profile batch, or Triton refuses the plan at load time.
+# Triton adds the batch dimension N in front of every dims below. Triton refuses the plan at
+# load time when this is larger than the profile's max batch; it is set equal, so batches
+# can use the whole profile.
 max_batch_size: {profile.max.batch}
 
 {
