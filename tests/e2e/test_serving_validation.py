@@ -97,7 +97,7 @@ def uint8(shape: tuple[int, ...]) -> np.ndarray:
         pytest.param(lambda: [image_input(uint8((0, 32, 32, 1)))], "'IMAGE'", id="zero-batch"),
         pytest.param(
             lambda: [image_input(uint8((1, MAX_IMAGE_SIDE + 16, 16, 1)))],
-            f"maximum side {MAX_IMAGE_SIDE}",
+            f"images up to {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}",
             id="over-max-side",
         ),
         pytest.param(
