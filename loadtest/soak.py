@@ -52,9 +52,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def saturating_concurrency(bench_results: Path) -> int:
+    """The busiest step of the last bench's last model (the int8 one that make serve serves)."""
     if not bench_results.is_file():
         return 4
-    steps = json.loads(bench_results.read_text())["steps"]
+    steps = json.loads(bench_results.read_text())["benches"][-1]["steps"]
     return int(max(steps, key=lambda s: s["requests_per_s"])["concurrency"])
 
 

@@ -141,19 +141,22 @@ def test_bench_quick_sweep_writes_the_table(serving_repository: Path, tmp_path: 
         timeout=300,
     )  # fmt: skip
     assert bench.returncode == 0, bench.stdout + bench.stderr
-    results = json.loads(output.with_suffix(".json").read_text())
+    (results,) = json.loads(output.with_suffix(".json").read_text())["benches"]
     assert [step["concurrency"] for step in results["steps"]] == [1, 2]
     for step in results["steps"]:
         assert step["failures"] == 0
         assert step["requests_per_s"] > 0
         assert step["avg_batch"] >= 1
         assert len(step["windows"]) >= 3
+        assert 0 < step["generator_cpu_share"] < 1 and 0 < step["server_cpu_share"] <= 1
     assert results["inprocess_images_per_s"] > 0
     assert results["cross_check"]["async_requests_per_s"] > 0
-    assert results["half_load_open_loop"]["failures"] == 0
-    assert results["half_load_open_loop"]["requests_per_s"] > 0
+    for open_loop in results["open_loop"].values():
+        assert open_loop["failures"] == 0 and open_loop["requests_per_s"] > 0
+    assert results["open_loop"]["half"]["md1_p99_over_p50"] > 2  # the queueing arithmetic
+    assert results["open_loop"]["tail_target"]["md1_p99_over_p50"] <= 2
     table = output.read_text()
-    assert "| concurrency | req/s | images/s | p50 ms |" in table
+    assert "| concurrency | images/s | p50 ms |" in table and "Locust CPU" in table
     assert table.count("\n| 1 |") == 1 and table.count("\n| 2 |") == 1
 
 

@@ -17,6 +17,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "session": ["install"],
         "stability": ["STABLE_TOLERANCE", "STABLE_WINDOWS", "Window", "is_stable"],
         "user": ["TritonGrpcUser"],
-        "workload": ["pad_to_rules"],
+        "workload": ["pad_to_rules", "request_batches"],
     },
 )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,8 @@ class LocustRun:
     exit_code: int
     report: dict[str, Any]
     output: str
+    cpu_seconds: float  # user + system time of the Locust process, start-up included
+    wall_seconds: float
 
 
 def locust_command(
@@ -54,6 +58,8 @@ def run_locust(
     """One headless Locust process with `users` users; its exact-latency report as a dict."""
     with tempfile.TemporaryDirectory(prefix="unetkit-locust-") as folder:
         report_path = Path(folder) / "latency.json"
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        started = time.monotonic()
         completed = subprocess.run(
             locust_command(triton_url, model_name, users, run_time_s, report_path, extra_args),
             stdout=subprocess.PIPE,
@@ -61,5 +67,8 @@ def run_locust(
             text=True,
             timeout=timeout_s if timeout_s is not None else run_time_s + 60,
         )
+        wall = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         report = json.loads(report_path.read_text()) if report_path.exists() else {}
-        return LocustRun(completed.returncode, report, completed.stdout)
+        return LocustRun(completed.returncode, report, completed.stdout, cpu, wall)

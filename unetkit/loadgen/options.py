@@ -79,8 +79,16 @@ def add_arguments(parser: Any) -> None:
         type=float,
         default=0.0,
         env_var="UNETKIT_OPEN_LOOP_RATE",
-        help="requests/s per user on a fixed schedule (open loop); 0 = each "
+        help="requests/s per user sent whatever the answers (open loop); 0 = each "
         "user waits for its answer (closed loop, the default)",
+    )
+    group.add_argument(
+        "--arrivals",
+        choices=("poisson", "fixed"),
+        default="poisson",
+        env_var="UNETKIT_ARRIVALS",
+        help="open loop: exponential gaps between requests (Poisson arrivals, the standard "
+        "open-loop model; default) or a fixed interval",
     )
     group.add_argument(
         "--max-in-flight",

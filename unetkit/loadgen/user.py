@@ -130,15 +130,16 @@ class TritonGrpcUser(User):
         )
 
     def _open_loop(self, rate: float) -> None:
-        """Send on a fixed schedule whatever the latency, which counts from the scheduled
-        time: overload shows as latency instead of as a quietly lower request rate."""
-        interval = 1.0 / rate
+        """Send on a schedule whatever the latency, which counts from the scheduled time:
+        overload shows as latency instead of as a quietly lower request rate. Poisson
+        arrivals draw each gap from an exponential distribution of mean 1/rate."""
+        poisson = self.options.arrivals == "poisson"
         limit = self.options.max_in_flight
-        scheduled = time.perf_counter() + self.rng.random() * interval
+        scheduled = time.perf_counter() + self.rng.random() / rate
         while True:
             gevent.sleep(max(0.0, scheduled - time.perf_counter()))
             if len(self.in_flight) >= limit:
                 self._report(0.0, 0, RuntimeError(f"dropped: {limit} requests in flight"))
             else:
                 self.in_flight.spawn(self._send, self._take_batch(), scheduled)
-            scheduled += interval
+            scheduled += self.rng.expovariate(rate) if poisson else 1.0 / rate

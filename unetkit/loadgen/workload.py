@@ -52,6 +52,21 @@ def pad_to_rules(image: np.ndarray, height: SizeRule, width: SizeRule) -> np.nda
     return np.pad(image, pad, "symmetric")
 
 
+def request_batches(
+    samples: list[Sample], batch_size: int, height: SizeRule, width: SizeRule
+) -> list[tuple[np.ndarray, list[Sample]]]:
+    """The IMAGE tensors a load test sends, in order: one starting at each sample, holding
+    `batch_size` consecutive samples of one size, padded to a size the model takes."""
+    batches = []
+    for start in range(len(samples)):
+        members = [samples[(start + k) % len(samples)] for k in range(batch_size)]
+        if len({m.image.shape for m in members}) == 1:  # one request, one image size
+            batches.append(
+                (np.stack([pad_to_rules(m.image, height, width) for m in members]), members)
+            )
+    return batches
+
+
 def _model_description(options: Any) -> tuple[int, tuple[SizeRule, SizeRule]]:
     """The model's channel count and size rules, from its metadata and config."""
     client = grpcclient.InferenceServerClient(url=options.triton_url)
@@ -95,11 +110,7 @@ def prepare_workload(options: Any) -> Workload:
             "(or set it to 0)"
         )
     batches = []
-    for start in range(len(samples)):
-        members = [samples[(start + k) % len(samples)] for k in range(options.batch_size)]
-        if len({m.image.shape for m in members}) != 1:
-            continue  # one request carries images of one size
-        pixels = np.stack([pad_to_rules(m.image, height, width) for m in members])
+    for pixels, members in request_batches(samples, options.batch_size, height, width):
         tensor = grpcclient.InferInput(INPUT_IMAGE, list(pixels.shape), "UINT8")
         tensor.set_data_from_numpy(pixels)
         batches.append(Batch([tensor], members))

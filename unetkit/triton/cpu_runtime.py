@@ -1,11 +1,13 @@
 """The CPU route's ONNX Runtime: one way to open the session, what one run costs in memory,
 and how a memory budget becomes the limits the server enforces.
 
-The session runs without ONNX Runtime's CPU memory arena. With the arena, a second run at
-the same size peaked at twice the first (612 against 272 bytes per input pixel for the
-example U-Net) and the arena kept what it had grown to across changing batch shapes; without
-it, peaks stay at 260-370 bytes per pixel and memory returns to the operating system after
-each run (measured on the 2-core box, ONNX Runtime 1.32; BENCHMARKS.md).
+The session runs without ONNX Runtime's CPU memory arena and memory pattern. With both (the
+defaults), the second run of a shape asks the arena for one block holding every activation,
+which it cannot fit into what it already holds: 2048x2048 took 1.15 GiB on its first run
+and 2.48 GiB on its second, a dynamic batch of eight such images would take about 21 GiB,
+and the arena never gives memory back. Without them, a run peaks at the graph's largest
+set of live activations (255 bytes per input pixel for the example U-Net) and returns its
+memory to the operating system (measured on the 2-core box, ONNX Runtime 1.32; BENCHMARKS.md).
 
 Peak memory grows linearly with the pixels of one run (N x H x W): the converter's model
 is measured at export (`measure_memory`, in fresh processes) and the two numbers go into
@@ -44,6 +46,9 @@ def create_session(onnx_path: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False
+    # The memory pattern (one block for all activations, planned from the first run of a
+    # shape) raised the peak from 255 to 328 bytes per pixel: off.
+    options.enable_mem_pattern = False
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 

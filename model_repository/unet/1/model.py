@@ -15,6 +15,7 @@ runs as several calls when it holds more pixels than that.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import time
@@ -50,6 +51,7 @@ OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
 # Seconds of work one execution may hold (beyond its first request): Triton answers a
 # batch's requests only when the whole batch is done, and a client waits 60 s by default.
 TARGET_EXECUTION_S = 10.0
+_LIBC = ctypes.CDLL("libc.so.6")
 
 
 def _parameter(config: dict, key: str, default: int) -> int:
@@ -178,6 +180,11 @@ class TritonPythonModel:
         # Requests of the same size run as one batch; the others wait for their own run.
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, list[str]]]] = {}
         for index, request in enumerate(requests):
+            if request.is_cancelled():  # its client gave up while it was queued
+                responses[index] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError("cancelled", pb_utils.TritonError.CANCELLED)
+                )
+                continue
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT_IMAGE)
             if tensor is None:
                 responses[index] = _invalid(f"the request has no input {INPUT_IMAGE}")
@@ -197,6 +204,8 @@ class TritonPythonModel:
             groups.setdefault(image.shape[1:], []).append((index, image, wanted or list(OUTPUTS)))
         for members in groups.values():
             self._run(members, responses)
+        # Return the runs' freed memory to the operating system (glibc keeps some otherwise).
+        _LIBC.malloc_trim(0)
         return responses
 
     def _pixels_per_execution(self) -> float:
