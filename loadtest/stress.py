@@ -205,7 +205,8 @@ def markdown(r: dict[str, Any]) -> str:
                 f"{r['refusal_reasons']}); other failures: {o.get('failed', 0)} {r['failures']}",
                 f"- Resident memory of tritonserver + stub: {r['rss_baseline_mib']:.0f} MiB "
                 f"before, peak {r['rss_peak_mib']:.0f} MiB, {r['rss_after_mib']:.0f} MiB "
-                f"{r['after_s']:g} s after; restarts {r['restarts']}; model ready after: {r['ready_after']}",
+                f"{r['after_s']:g} s after; restarts {r['restarts']}; "
+                f"model ready after: {r['ready_after']}",
             ]
         )
         + "\n"
