@@ -455,6 +455,38 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
     return problems
 
 
+BUILD_STEP = ("unetkit.dev/stage", "build")
+
+
+def check_build_step(objects: list[Obj]) -> list[str]:
+    """`kubectl apply -k ... -l unetkit.dev/stage=build` (README) applies every build Job with
+    all it reads (ConfigMaps, the plans volume) and nothing that holds a GPU while waiting:
+    on a product with one free GPU the build must run before any Triton pod takes it."""
+    key, value = BUILD_STEP
+    selected = {
+        (o["kind"], o["metadata"]["name"])
+        for o in objects
+        if o["metadata"].get("labels", {}).get(key) == value
+    }
+    problems = [f"{kind}/{name} is in the build step" for kind, name in selected if kind != "Job"
+                and kind not in {"ConfigMap", "PersistentVolumeClaim"}]  # fmt: skip
+    for job in of_kind(objects, "Job"):
+        needed = {("Job", job["metadata"]["name"])}
+        for c in containers(job):
+            for var in c.get("env", []):
+                ref = var.get("valueFrom", {}).get("configMapKeyRef")
+                if ref:
+                    needed.add(("ConfigMap", ref["name"]))
+            for source in c.get("envFrom", []):
+                needed.add(("ConfigMap", source["configMapRef"]["name"]))
+        for volume in pod_spec(job).get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                needed.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        problems += [f"{job['metadata']['name']} needs {k}/{n}, not in the build step"
+                     for k, n in sorted(needed - selected)]  # fmt: skip
+    return problems
+
+
 GPU_CHECKS = (
     check_release,
     check_plan_handover,
@@ -465,6 +497,7 @@ GPU_CHECKS = (
     check_not_exposed,
     check_services,
     check_autoscaling,
+    check_build_step,
 )
 
 

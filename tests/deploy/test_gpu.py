@@ -166,6 +166,16 @@ def unscraped(objects: list[Obj]) -> None:
     ] = "server"
 
 
+def pvc_left_out_of_the_build(objects: list[Obj]) -> None:
+    del one(objects, "PersistentVolumeClaim", "unetkit-plans")["metadata"]["labels"][
+        "unetkit.dev/stage"
+    ]
+
+
+def triton_in_the_build(objects: list[Obj]) -> None:
+    inv.triton_deployments(objects)[0]["metadata"]["labels"]["unetkit.dev/stage"] = "build"
+
+
 BREAKAGES = {
     retag: inv.check_release,
     other_plugin_folder: inv.check_plan_handover,
@@ -190,6 +200,8 @@ BREAKAGES = {
     query_on_gpu_utilization: inv.check_autoscaling,
     replicas_in_manifest: inv.check_autoscaling,
     unscraped: inv.check_autoscaling,
+    pvc_left_out_of_the_build: inv.check_build_step,
+    triton_in_the_build: inv.check_build_step,
 }
 
 
