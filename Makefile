@@ -85,7 +85,7 @@ serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/
 		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
 		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) $(if $(MEMORY),--memory $(MEMORY))
 
-test: lint repository  ## the whole test suite, against real Triton servers (what CI runs)
+test: lint  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest
 
 test-unit: venv  ## the fast inner loop: every test that needs no server (under a minute)
