@@ -19,7 +19,15 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "resident_bytes",
         ],
         "gpu_command": ["tritonserver_command"],
-        "int8": ["Gate", "check_int8", "network_input", "quantize", "split"],
+        "int8": [
+            "DEFAULT_SCHEME",
+            "Gate",
+            "Scheme",
+            "check_int8",
+            "network_input",
+            "quantize",
+            "split",
+        ],
         "model_config": [
             "CPU_MAX_BATCH_SIZE",
             "CPU_MAX_QUEUE_SIZE",

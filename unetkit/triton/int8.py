@@ -67,8 +67,27 @@ def split(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
     return [s for s in samples if s not in held], held
 
 
-def quantize(fp32: Path, int8: Path, calibration: list[np.ndarray]) -> None:
-    """Write the int8 copy of `fp32` (static QDQ, per-channel weights) to `int8`."""
+@dataclass(frozen=True)
+class Scheme:
+    """How ONNX Runtime quantizes: QDQ pairs or QOperator ops; one scale per output channel
+    of each weight or one per tensor."""
+
+    qdq: bool = True
+    per_channel: bool = True
+
+    def __str__(self) -> str:
+        weights = "per-channel" if self.per_channel else "per-tensor"
+        return f"{'QDQ' if self.qdq else 'QOperator'}, {weights}"
+
+
+# Chosen by measurement (BENCHMARKS.md, `make bench-int8`).
+DEFAULT_SCHEME = Scheme(qdq=True, per_channel=True)
+
+
+def quantize(
+    fp32: Path, int8: Path, calibration: list[np.ndarray], scheme: Scheme = DEFAULT_SCHEME
+) -> None:
+    """Write the int8 copy of `fp32` to `int8`."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -94,8 +113,8 @@ def quantize(fp32: Path, int8: Path, calibration: list[np.ndarray]) -> None:
             str(fp32),
             str(int8),
             Images(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
+            quant_format=QuantFormat.QDQ if scheme.qdq else QuantFormat.QOperator,
+            per_channel=scheme.per_channel,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=keep_float,

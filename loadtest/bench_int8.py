@@ -1,0 +1,86 @@
+"""Which int8 scheme for the CPU route: ONNX Runtime's QDQ or QOperator format, per-channel
+or per-tensor weight scales, each measured for speed and accuracy against fp32.
+
+    .venv/bin/python loadtest/bench_int8.py        # make bench-int8
+
+The example model (or --keras-model) is exported in fp32 and quantized each way, calibrated
+on samples/ as make repository does; every variant then runs the samples in-process with the
+server's session settings (batch 1, all cores), and goes through the accuracy gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import shlex
+import tempfile
+from pathlib import Path
+
+from bench import inprocess_images_per_s, machine, workload  # loadtest/ is sys.path[0]
+
+from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
+from unetkit.core import load_samples, run_cli, write_text_atomic
+from unetkit.keras2onnx import export_onnx, save_onnx
+from unetkit.triton import Scheme, check_int8, network_input, quantize, split
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMES = [Scheme(qdq, per_channel) for qdq in (True, False) for per_channel in (True, False)]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--keras-model", type=Path, default=EXAMPLE_MODEL)
+    parser.add_argument("--images", type=Path, default=SAMPLES)
+    parser.add_argument("--seconds", type=float, default=20.0, help="in-process run per model")
+    parser.add_argument("--output", type=Path, default=ROOT / "loadtest/reports/bench_int8.md")
+    args = parser.parse_args(argv)
+    threads = len(os.sched_getaffinity(0))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        model, info = export_onnx(args.keras_model)
+        fp32 = Path(work) / "fp32.onnx"
+        save_onnx(model, fp32)
+        batches = workload(fp32, args.images, 1)
+        samples = load_samples(args.images, info.channels)
+        calibration = [
+            x for x in (network_input(s.image, info) for s in split(samples)[0]) if x is not None
+        ]
+        base = inprocess_images_per_s(fp32, batches, args.seconds)
+        rows.append(f"| fp32 | {base:.1f} | 1.00 | | | |")
+        for scheme in SCHEMES:
+            path = Path(work) / f"int8_{scheme.qdq}_{scheme.per_channel}.onnx"
+            quantize(fp32, path, calibration, scheme)
+            speed = inprocess_images_per_s(path, batches, args.seconds)
+            gate = check_int8(fp32, path, info, samples, threads)
+            rows.append(
+                f"| int8 {scheme} | {speed:.1f} | {speed / base:.2f} | "
+                f"{gate.mask_agreement_calibration:.4%} / {gate.mask_agreement_held_back:.4%} | "
+                f"{gate.iou_int8:.4f} (fp32 {gate.iou_fp32:.4f}) | "
+                f"{'pass' if gate.passed else 'FAIL'} |"
+            )
+            print(rows[-1], flush=True)
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    text = (
+        "\n".join(
+            [
+                f"- Machine: {machine()}; load average {load}",
+                f"- Command: `{shlex.join(['python', 'loadtest/bench_int8.py', *argv])}`",
+                f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+                "",
+                "| model | images/s (batch 1) | vs fp32 | MASK agreement (calibration / held back) "
+                "| IoU vs ground truth | gate |",
+                "|---|---:|---:|---:|---:|:---:|",
+                *rows,
+            ]
+        )
+        + "\n"
+    )
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
