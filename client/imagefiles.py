@@ -284,10 +284,13 @@ def save_png_atomic(pixels: np.ndarray, target: Path) -> None:
 def overlay(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The picture as RGB with each class painted over it (class 1 red)."""
     rgb = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture.copy()
-    labelled = mask > 0
-    # Only the labelled pixels, in 16 bits: a large image's overlay costs its RGB and little more.
-    colours = OVERLAY_COLOURS[(mask[labelled].astype(np.int64) - 1) % len(OVERLAY_COLOURS)]
-    rgb[labelled] = ((rgb[labelled].astype(np.uint16) + colours) // 2).astype(np.uint8)
+    # A band of rows at a time, only the labelled pixels: a large image's overlay costs its
+    # RGB and little more.
+    for top in range(0, len(rgb), 256):
+        band, classes = rgb[top : top + 256], mask[top : top + 256]
+        labelled = classes > 0
+        colours = OVERLAY_COLOURS[(classes[labelled].astype(np.int64) - 1) % len(OVERLAY_COLOURS)]
+        band[labelled] = ((band[labelled].astype(np.uint16) + colours) // 2).astype(np.uint8)
     return rgb
 
 
@@ -356,6 +359,9 @@ class TiffMask:
                 tile=(TIFF_TILE, TIFF_TILE),
                 compression="zlib",
                 bigtiff=self.pages * self.height * self.width > CLASSIC_TIFF_MAX_BYTES,
+                # one tile at a time: with workers, tifffile gathers up to 512 MiB of
+                # tiles before compressing them
+                maxworkers=1,
             )
         except BaseException as e:  # handed to the main thread by close()
             self.error = e

@@ -8,7 +8,7 @@
 For every image NAME.ext it writes the mask, NAME.mask.png (NAME.mask.tif for TIFF inputs
 and for masks over 2^31 pixels; 0 background, 255 foreground; class indices for
 multi-class models), and NAME.overlay.png, the mask painted over the image (skipped, with
-a note, above 2^25 pixels and for multi-page TIFFs).
+a note, above 2^24 pixels and for multi-page TIFFs).
 
 This folder stands alone: segment.py, tiling.py (where tiles go, how they blend) and
 imagefiles.py (images in, masks out) need only tritonclient[grpc], numpy, Pillow, tifffile
@@ -77,7 +77,7 @@ DEFAULT_URL = "127.0.0.1:8001"  # the kit's default (unetkit.core.DEFAULT_GRPC_U
 # server's activations stay modest (a U-Net keeps hundreds of bytes per pixel).
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 0.25  # MONAI's sliding_window_inference default
-OVERLAY_MAX_PIXELS = 2**25
+OVERLAY_MAX_PIXELS = 2**24  # 4096 x 4096: a picture to look at, not to analyse
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
 OUTPUT_SUFFIXES = (".mask.png", ".mask.tif", ".overlay.png")
 MASK = "MASK"
@@ -605,7 +605,18 @@ class Segmenter:
         return Batch(taken, taken[0][0].output) if taken else None
 
     def submit(self, batch: Batch) -> None:
-        pixels = np.stack([page.pixels(tile) for page, tile in batch.tiles])
+        """Send the batch; a tile whose pixels cannot be read fails its image, not the batch."""
+        read = {}
+        for page, tile in batch.tiles:
+            if not page.job.failed:
+                try:
+                    read[id(page), tile] = page.pixels(tile)
+                except Failure as failure:
+                    self.fail_job(page.job, failure)
+        batch.tiles = [(page, tile) for page, tile in batch.tiles if not page.job.failed]
+        if not batch.tiles:
+            return
+        pixels = np.stack([read[id(page), tile] for page, tile in batch.tiles])
         image = grpcclient.InferInput("IMAGE", list(pixels.shape), "UINT8")
         image.set_data_from_numpy(pixels)
         batch.started = time.perf_counter()
@@ -637,28 +648,19 @@ class Segmenter:
                 batch = self.take_batch()
                 if batch is None:
                     break
-                self.submit_or_fail(batch)
+                self.submit(batch)
             if self.in_flight == 0:
-                if self.peek() is None:
-                    return
-                if self.take_batch() is None:  # cannot happen: a band waits for tiles in flight
-                    raise RuntimeError("the next tile waits for rows that no request will bring")
-                continue
+                if self.peek() is not None:  # a band waits only for tiles in flight
+                    raise RuntimeError("the next tile waits for rows no request will bring")
+                return
             batch, result, error = self.done.get()
             self.in_flight -= 1
             if error is not None and is_unavailable(error) and batch.attempts < self.args.retries:
                 time.sleep(backoff_seconds(batch.attempts))
                 batch.attempts += 1
-                self.submit_or_fail(batch)
+                self.submit(batch)
                 continue
             self.receive(batch, result, error)
-
-    def submit_or_fail(self, batch: Batch) -> None:
-        try:
-            self.submit(batch)
-        except Failure as failure:  # a tile's pixels could not be read
-            for job in {id(page.job): page.job for page, _ in batch.tiles}.values():
-                self.fail_job(job, failure)
 
     # -- answers become masks ----------------------------------------------------------------
 

@@ -182,11 +182,30 @@ def plan_image(
     )
 
 
+def weight_totals(axis: Axis, weights: np.ndarray) -> np.ndarray:
+    """The sum of the tiles' weights at each pixel along the axis (positive everywhere)."""
+    totals = np.zeros(axis.length, np.float64)
+    for index in range(axis.count):
+        low, high = axis.span(index)
+        totals[low:high] += weights[: high - low]
+    return totals.astype(np.float32)
+
+
+def shift_up(band: np.ndarray, count: int) -> None:
+    """Move the band's rows `count`.. to its top and zero the rest, in place: block by
+    block, so that no copy of the band is ever made."""
+    height = len(band)
+    for top in range(0, height - count, count):
+        end = min(top + count, height - count)
+        band[top:end] = band[top + count : end + count]
+    band[height - count :] = 0
+
+
 class Assembler:
     """Collects the tiles' outputs of one image into its mask, one band of rows at a time.
 
-    blend "gaussian"/"linear": add(...) takes PROB [h, w, K]; the band sums PROB x weight
-    and the weights; a finished row is sum / weights, then `PROB > threshold` (K = 1) or
+    blend "gaussian"/"linear": add(...) takes PROB [h, w, K]; the band sums PROB x weight;
+    a finished row is that sum over the sum of the weights, then `PROB > threshold` (K = 1) or
     the argmax over K, as the model computes MASK. blend "none": add(...) takes MASK [h, w]
     and keeps the tile's share between the cuts (Axis.cuts).
 
@@ -214,9 +233,12 @@ class Assembler:
             self.cut_rows, self.cut_cols = rows.cuts(), plan.cols.cuts()
         else:
             self.sum = np.zeros((height, width, classes), np.float32)
-            self.weight = np.zeros((height, width), np.float32)
             self.row_weights = axis_weights(rows.out, blend)
             self.col_weights = axis_weights(plan.cols.out, blend)
+            # A tile's weight is row weight x column weight, and the tiles form a full grid:
+            # the weights' sum at (y, x) is (sum over tile rows) x (sum over tile columns).
+            self.row_totals = weight_totals(rows, self.row_weights)
+            self.col_totals = weight_totals(plan.cols, self.col_weights)
 
     def admits(self, index: int) -> bool:
         """Whether tile `index` may be added now (its rows fit in the band)."""
@@ -241,7 +263,6 @@ class Assembler:
             weight = np.outer(self.row_weights[: y1 - y0], self.col_weights[: x1 - x0])
             band = slice(y0 - self.base, y1 - self.base)
             self.sum[band, x0:x1] += output[: y1 - y0, : x1 - x0] * weight[:, :, None]
-            self.weight[band, x0:x1] += weight
         self.remaining[row] -= 1
 
     @property
@@ -262,14 +283,14 @@ class Assembler:
             mask = self.mask[:count].copy()
             buffers: tuple[np.ndarray, ...] = (self.mask,)
         else:
-            prob = self.sum[:count] / self.weight[:count, :, None]
+            totals = np.outer(self.row_totals[self.base : end], self.col_totals)
+            prob = self.sum[:count] / totals[:, :, None]
             if prob.shape[2] == 1:
                 mask = (prob[:, :, 0] > self.threshold).astype(np.uint8)
             else:
                 mask = prob.argmax(axis=2).astype(np.uint8)
-            buffers = (self.sum, self.weight)
-        for buffer in buffers:  # move the rows still open to the top of the band
-            buffer[:-count] = buffer[count:].copy()
-            buffer[-count:] = 0
+            buffers = (self.sum,)
+        for buffer in buffers:
+            shift_up(buffer, count)
         start, self.base = self.base, end
         return start, mask
