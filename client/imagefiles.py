@@ -339,7 +339,7 @@ class TiffMask:
         self.early: dict[tuple[int, int], np.ndarray] = {}  # (page, top) -> rows
         self.expected = (0, 0)  # the (page, top) the file needs next
         self.copy = np.zeros((height, width), np.uint8) if keep else None
-        self.queue: queue.Queue[object] = queue.Queue(maxsize=4)
+        self.queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.tmp = temporary_beside(target)
         self.thread = threading.Thread(target=self._write, daemon=True)

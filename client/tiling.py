@@ -283,8 +283,10 @@ class Assembler:
             mask = self.mask[:count].copy()
             buffers: tuple[np.ndarray, ...] = (self.mask,)
         else:
-            totals = np.outer(self.row_totals[self.base : end], self.col_totals)
-            prob = self.sum[:count] / totals[:, :, None]
+            # in place: these rows of the band are handed out and then cleared anyway
+            prob = self.sum[:count]
+            prob /= self.row_totals[self.base : end, None, None]
+            prob /= self.col_totals[None, :, None]
             if prob.shape[2] == 1:
                 mask = (prob[:, :, 0] > self.threshold).astype(np.uint8)
             else:
