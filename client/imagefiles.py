@@ -20,6 +20,7 @@ import queue
 import struct
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,9 +30,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
-# Pillow refuses images over twice this many pixels as "decompression bombs"; this client
-# exists to read large images (a 20,000 x 20,000 PNG is 4e8), so the bar is set at 2^31.
+# Pillow refuses images over twice this many pixels as "decompression bombs" and warns
+# above it; this client exists to read large images (a 20,000 x 20,000 PNG is 4e8), so it
+# refuses above 2^31 pixels and does not warn.
 Image.MAX_IMAGE_PIXELS = 2**30
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 # A mask of more pixels than a PNG reader commonly handles is written as TIFF.
 PNG_MAX_PIXELS = 2**31
 TIFF_TILE = 256

@@ -43,9 +43,10 @@ def write_variants(folder: Path) -> dict[str, str]:
     exif[0x0112] = 6
     Image.fromarray(np.rot90(gray, k=1)).save(folder / "exif_rotated.png", exif=exif)
     # TIFFs (read by tifffile): memory-mapped, BigTIFF, planar colour, tiled and compressed
-    tifffile.imwrite(folder / "gray16.tif", gray.astype(np.uint16) * 257)
+    tifffile.imwrite(folder / "gray16_tiff.tif", gray.astype(np.uint16) * 257)
     tifffile.imwrite(folder / "bigtiff.tif", gray, bigtiff=True)
-    tifffile.imwrite(folder / "rgb_planar.tif", np.moveaxis(rgb, 2, 0), planarconfig="separate")
+    planar = np.moveaxis(rgb, 2, 0)
+    tifffile.imwrite(folder / "rgb_planar.tif", planar, photometric="rgb", planarconfig="separate")
     tifffile.imwrite(folder / "tiled_deflate.tif", gray, tile=(64, 64), compression="zlib")
     return {
         "plain.png": "8-bit grey",
@@ -54,7 +55,7 @@ def write_variants(folder: Path) -> dict[str, str]:
         "rgb.png": "RGB",
         "rgba.png": "RGBA",
         "exif_rotated.png": "EXIF orientation 6",
-        "gray16.tif": "16-bit grey TIFF",
+        "gray16_tiff.tif": "16-bit grey TIFF",
         "bigtiff.tif": "BigTIFF",
         "rgb_planar.tif": "planar RGB TIFF",
         "tiled_deflate.tif": "tiled, deflate-compressed TIFF",
