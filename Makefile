@@ -29,7 +29,7 @@ CALIBRATION ?=
 MEMORY ?=
 REPOSITORY ?= model_repository
 
-.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-int8 stress bench-generator soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-int8 stress bench-generator bench-tiling soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -107,6 +107,9 @@ bench-generator: venv  ## how many requests/s one Locust process drives (echo mo
 	$(BIN)/python loadtest/bench.py --repository loadtest/repository --model-name null \
 		--config-name '' --validate-fraction 0 --concurrency 4,8,16 --max-step-s 30 \
 		--warmup-s 5 --output loadtest/reports/bench_generator.md
+
+bench-tiling: repository  ## client/segment.py on an 8192x8192 image vs Locust sending its tiles; memory on 20000x20000
+	$(BIN)/python loadtest/bench_tiling.py
 
 soak: repository  ## 10 minutes at the saturating load: failures, memory growth, p99 drift
 	$(BIN)/python loadtest/soak.py

@@ -1,15 +1,15 @@
-"""client/segment.py stands alone (a user copies it), so it carries its own copy of the
-size rule and the default address. These tests pin the copy to the kit's own."""
+"""client/ stands alone (a user copies the folder), so segment.py carries its own copy of
+the size rule, the output geometry and threshold readers and the default address. These
+tests pin the copies to the kit's own: the rule, and what the kit's config renderer
+publishes."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from types import ModuleType
-
 import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
 
-from tests.helpers import REPO_ROOT
+from tests.helpers.client import client_module
 from unetkit.core import (
     DEFAULT_GRPC_URL,
     PARAM_MIN_HEIGHT,
@@ -17,21 +17,13 @@ from unetkit.core import (
     PARAM_MULTIPLE_H,
     PARAM_MULTIPLE_W,
     PARAM_SIZE_MULTIPLE,
+    ModelInfo,
     SizeRule,
     rules_from_parameters,
 )
+from unetkit.triton import render_cpu_config
 
-
-def load_client() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("segment", REPO_ROOT / "client" / "segment.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-CLIENT = load_client()
+CLIENT = client_module("segment")
 PARAMETERS = [
     {PARAM_SIZE_MULTIPLE: "16"},  # a config of the first release
     {
@@ -63,3 +55,31 @@ def test_the_client_pads_to_the_same_next_valid_size(multiple: int, minimum: int
 
 def test_the_client_uses_the_kits_default_address() -> None:
     assert CLIENT.DEFAULT_URL == DEFAULT_GRPC_URL
+
+
+def rendered_parameters(info: ModelInfo) -> dict[str, str]:
+    """The parameters of the CPU config the kit renders for `info`, as the client reads
+    them from the server (string values by key)."""
+    config = text_format.Parse(render_cpu_config(info), model_config_pb2.ModelConfig())
+    return {key: value.string_value for key, value in config.parameters.items()}
+
+
+@pytest.mark.parametrize(
+    ("geometry", "threshold"),
+    [((0, 0, 0, 0), 0.5), ((184, 184, 92, 92), 0.25), ((16, 12, 8, 5), 0.123456789), (None, 0.7)],
+)
+def test_the_client_reads_the_geometry_and_threshold_the_kit_publishes(
+    geometry: tuple[int, int, int, int] | None, threshold: float
+) -> None:
+    rule = SizeRule(16, 188 if geometry and geometry[0] else 16)
+    info = ModelInfo(1, 1, rule, rule, None, geometry, threshold, (0.0,), (255.0,), "m")
+    parameters = rendered_parameters(info)
+    assert CLIENT.geometry_from_parameters(parameters) == info.output_geometry
+    assert CLIENT.threshold_from_parameters(parameters) == info.threshold
+    rules = CLIENT.rules_from_parameters(parameters)
+    assert [(r.multiple, r.minimum) for r in rules] == [(rule.multiple, rule.minimum)] * 2
+
+
+def test_a_config_of_an_older_kit_has_neither() -> None:
+    assert CLIENT.geometry_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None
+    assert CLIENT.threshold_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None

@@ -22,7 +22,7 @@ from unetkit.core import (
     default_profile,
     read_model_info,
 )
-from unetkit.triton import onnx_path, read_max_batch_size, render_plan_config
+from unetkit.triton import onnx_path, read_max_batch_size, render_cpu_config, render_plan_config
 
 GPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "config.pbtxt"
 CPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "configs" / "cpu.pbtxt"
@@ -76,6 +76,7 @@ def test_gpu_config_runs_on_the_gpu_with_batching_and_graphs_inside_the_profile(
         "output_shrink_w": "0",
         "output_offset_h": "0",
         "output_offset_w": "0",
+        "threshold": "0.5",
         "max_image_side": "512",
     }
 
@@ -101,3 +102,13 @@ def test_read_max_batch_size_refuses_a_config_without_one(tmp_path):
         read_max_batch_size(config)
     with pytest.raises(UserError, match=r"no config\.pbtxt"):
         read_max_batch_size(tmp_path / "missing.pbtxt")
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.3, 0.123456789])
+def test_both_configs_publish_the_mask_threshold_exactly(threshold: float):
+    """A client that blends PROB across tiles takes its mask with the model's threshold."""
+    rule = SizeRule(16, 16)
+    info = ModelInfo(1, 1, rule, rule, None, (0, 0, 0, 0), threshold, (0.0,), (255.0,), "m")
+    for text in (render_plan_config(info, default_profile(info)), render_cpu_config(info)):
+        params = {k: v.string_value for k, v in parse(text).parameters.items()}
+        assert float(params["threshold"]) == threshold

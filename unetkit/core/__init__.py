@@ -26,6 +26,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "PARAM_MIN_WIDTH",
             "PARAM_SIZE_MULTIPLE",
             "PARAM_MAX_IMAGE_SIDE",
+            "PARAM_THRESHOLD",
             "PARAM_INTRA_OP_THREADS",
             "PARAM_MEMORY_BASE_BYTES",
             "PARAM_MEMORY_BUDGET",

@@ -35,6 +35,9 @@ PARAM_OUTPUT_OFFSET_W = "output_offset_w"
 # The lcm of the two multiples, kept for clients written against the first release.
 PARAM_SIZE_MULTIPLE = "size_multiple"
 PARAM_MAX_IMAGE_SIDE = "max_image_side"
+# MASK's threshold on PROB for one-class models: a client that blends PROB across tiles
+# takes the mask from the blend with the same threshold.
+PARAM_THRESHOLD = "threshold"
 PARAM_INTRA_OP_THREADS = "intra_op_threads"
 PARAM_MEMORY_BASE_BYTES = "memory_base_bytes"
 PARAM_MEMORY_BYTES_PER_PIXEL = "memory_bytes_per_pixel"

@@ -31,6 +31,7 @@ from unetkit.core import (
     PARAM_OUTPUT_SHRINK_H,
     PARAM_OUTPUT_SHRINK_W,
     PARAM_SIZE_MULTIPLE,
+    PARAM_THRESHOLD,
     ModelInfo,
     Profile,
     UserError,
@@ -56,7 +57,8 @@ _SIZE_RULE_LEGEND = """\
 #   size_multiple_w, min_width   valid widths likewise (the network's downsampling)
 #   size_multiple   the lcm of both multiples (for clients that know only one number)
 #   output_shrink_h/w, output_offset_h/w  the output has shrink_h/w fewer rows/columns and
-#                   starts over input pixel (offset_h, offset_w); absent: another scale"""
+#                   starts over input pixel (offset_h, offset_w); absent: another scale
+#   threshold       MASK is PROB > threshold (one class): for clients that blend PROB"""
 
 
 def parameter(key: str, value: int | str) -> str:
@@ -81,6 +83,7 @@ def _parameters(info: ModelInfo, max_side: int, *extra: str) -> str:
             parameter(PARAM_MIN_WIDTH, info.width.minimum),
             parameter(PARAM_SIZE_MULTIPLE, info.size_multiple),
             *geometry,
+            parameter(PARAM_THRESHOLD, repr(info.threshold)),
             parameter(PARAM_MAX_IMAGE_SIDE, max_side),
             *extra,
         )

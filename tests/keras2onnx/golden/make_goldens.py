@@ -117,6 +117,35 @@ def valid_unet(k: Any, shape: tuple[Any, ...]) -> Any:
     return k.Model(inputs, outputs)
 
 
+def ronneberger_unet(k: Any, shape: tuple[Any, ...], base: int = 2) -> Any:
+    """Ronneberger et al. (2015) at a few channels: 4 levels of two unpadded 3x3 convs,
+    2x2 max pooling, 2x2 up-convolution, skips cropped to the up-convolved size; valid
+    sizes 188 + k*16, output 184 pixels smaller (the client's overlap-tile test model).
+    ELU instead of the paper's ReLU: with random weights, 23 ReLU layers leave a constant
+    output, and the client's tests need a mask that follows the image."""
+    L = k.layers
+
+    def convs(x: Any, filters: int) -> Any:
+        x = L.Conv2D(filters, 3, activation="elu")(x)
+        return L.Conv2D(filters, 3, activation="elu")(x)
+
+    inputs = L.Input(shape)
+    skips = []
+    x = inputs
+    for level in range(4):
+        x = convs(x, base << level)
+        skips.append(x)
+        x = L.MaxPooling2D(2)(x)
+    x = convs(x, base << 4)
+    # skip minus up-convolved size, per side: the same for every valid input size
+    for level, crop in zip(reversed(range(4)), (4, 16, 40, 88), strict=True):
+        x = L.Conv2DTranspose(base << level, 2, strides=2)(x)
+        x = L.Concatenate()([L.Cropping2D(crop)(skips[level]), x])
+        x = convs(x, base << level)
+    outputs = L.Conv2D(1, 1, activation="sigmoid")(x)
+    return k.Model(inputs, outputs)
+
+
 def extras_tf(k: Any, shape: tuple[Any, ...]) -> Any:
     """Everything else the converter supports, as tf.keras 2.x writes it."""
     L = k.layers
@@ -339,6 +368,16 @@ CASES: list[dict[str, Any]] = [
         "sizes": [(8, 12), (5, 7)],
         "rule": [1, 1, 1, 1],
         "needs_converter": "ChannelScale",
+    },
+    # Appended last so the cases above keep their seeds.
+    {
+        "name": "ronneberger_tf",
+        "build": ronneberger_unet,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 1),
+        "sizes": [(188, 188), (204, 236)],
+        "rule": [16, 188, 16, 188],
     },
 ]
 
