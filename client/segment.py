@@ -54,7 +54,7 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad command line (argparse's own code), or a --tile the model cannot take
 EXIT_UNREADABLE = 3  # a file is missing, empty, not an image, truncated or corrupt
 EXIT_REFUSED = 4  # an image the model cannot take (pixel type, channels)
-EXIT_INFER_FAILED = 5  # the server failed or timed out on a request
+EXIT_INFER_FAILED = 5  # the server failed, timed out, or stayed at capacity through the retries
 EXIT_OUT_DIR = 6  # the output folder cannot be written
 EXIT_MODEL_NOT_READY = 7  # the server answers, but the model is missing or not ready
 EXIT_UNREACHABLE = 8  # no server at --url, even after the retries
@@ -65,7 +65,7 @@ exit codes:
   {EXIT_USAGE}  bad command line, or a --tile the model cannot take (nothing is sent)
   {EXIT_UNREADABLE}  an input is missing, empty, not an image, truncated or corrupt
   {EXIT_REFUSED}  an image the model cannot take (unsupported pixel type or channels)
-  {EXIT_INFER_FAILED}  the server failed or timed out on a request
+  {EXIT_INFER_FAILED}  the server failed, timed out, or stayed at capacity through --retries
   {EXIT_OUT_DIR}  the output folder cannot be written (nothing is sent)
   {EXIT_MODEL_NOT_READY}  the server is up but the model is missing or not ready
   {EXIT_UNREACHABLE}  no server answers at --url (after --retries)
@@ -219,7 +219,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--retries",
         type=int,
         default=3,
-        help="retries, with exponential backoff, while the server is UNAVAILABLE (default: 3)",
+        help="retries, with exponential backoff, while the server is UNAVAILABLE or at "
+        "capacity (default: 3)",
     )
     parser.add_argument(
         "-o", "--out-dir", type=Path, default=Path("out"), help="output folder (default: ./out)"
@@ -244,8 +245,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 # ---- talking to the server ---------------------------------------------------------------
 
 
+# What a busy server answers: UNAVAILABLE from Triton's bounded queue ("Exceeds maximum
+# queue size", "Request timeout expired") and from the kit's CPU model ("server at
+# capacity"), RESOURCE_EXHAUSTED from servers that say it that way. Both are retried.
+RETRIED = ("StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED")
+
+
 def is_unavailable(error: InferenceServerException) -> bool:
-    return error.status() == "StatusCode.UNAVAILABLE"
+    return error.status() in RETRIED
+
+
+def is_busy(error: InferenceServerException) -> bool:
+    """The server answered, but is at capacity (not: nothing listens at --url)."""
+    message = error.message() or ""
+    return error.status() == "StatusCode.RESOURCE_EXHAUSTED" or any(
+        reason in message
+        for reason in ("maximum queue size", "Request timeout expired", "at capacity")
+    )
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -669,7 +685,7 @@ class Segmenter:
         if error is not None:
             code = {
                 "StatusCode.INVALID_ARGUMENT": EXIT_REFUSED,
-                "StatusCode.UNAVAILABLE": EXIT_UNREACHABLE,
+                "StatusCode.UNAVAILABLE": EXIT_INFER_FAILED if is_busy(error) else EXIT_UNREACHABLE,
             }.get(error.status() or "", EXIT_INFER_FAILED)
             shape = "x".join(map(str, batch.tiles[0][0].plan.tile_shape))
             hint = f" (tiles of {shape}, {len(batch.tiles)} per request)"
