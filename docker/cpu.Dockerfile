@@ -14,6 +14,7 @@ FROM python:3.11-slim-bookworm
 RUN python3 -m pip install --no-cache-dir \
         numpy==1.26.4 h5py==3.16.0 onnx==1.23.2 \
         nvidia-pytriton==0.7.0 onnxruntime==1.32.0 "tritonclient[grpc]==2.73.0" pillow==13.0.0 \
+        tifffile==2026.3.3 tqdm==4.70.1 \
         locust==2.47.0 hdrhistogram==0.10.8 \
     && useradd --uid 10001 --user-group --create-home --shell /usr/sbin/nologin unetkit
 

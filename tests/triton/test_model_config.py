@@ -22,7 +22,13 @@ from unetkit.core import (
     default_profile,
     read_model_info,
 )
-from unetkit.triton import onnx_path, read_max_batch_size, render_cpu_config, render_plan_config
+from unetkit.triton import (
+    MemoryModel,
+    onnx_path,
+    read_max_batch_size,
+    render_cpu_config,
+    render_plan_config,
+)
 
 GPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "config.pbtxt"
 CPU_CONFIG = REPO_ROOT / "model_repository" / "unet" / "configs" / "cpu.pbtxt"
@@ -109,6 +115,9 @@ def test_both_configs_publish_the_mask_threshold_exactly(threshold: float):
     """A client that blends PROB across tiles takes its mask with the model's threshold."""
     rule = SizeRule(16, 16)
     info = ModelInfo(1, 1, rule, rule, None, (0, 0, 0, 0), threshold, (0.0,), (255.0,), "m")
-    for text in (render_plan_config(info, default_profile(info)), render_cpu_config(info)):
+    for text in (
+        render_plan_config(info, default_profile(info)),
+        render_cpu_config(info, MemoryModel(1, 1)),
+    ):
         params = {k: v.string_value for k, v in parse(text).parameters.items()}
         assert float(params["threshold"]) == threshold
