@@ -29,7 +29,7 @@ CALIBRATION ?=
 MEMORY ?=
 REPOSITORY ?= model_repository
 
-.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-int8 stress bench-generator bench-tiling soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -99,6 +99,9 @@ bench: repository  ## served vs in-process throughput, latency and server split 
 
 bench-int8: venv  ## int8 schemes (QDQ/QOperator, per-channel/per-tensor): speed and accuracy against fp32
 	$(BIN)/python loadtest/bench_int8.py
+
+bench-memory: venv  ## ONNX Runtime's peak and leftover memory with and without its arena and pattern
+	$(BIN)/python loadtest/bench_memory.py
 
 stress: repository  ## 32 clients x 2048x2048 for 60 s against make serve's server (BENCHMARKS.md)
 	$(BIN)/python loadtest/stress.py
