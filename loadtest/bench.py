@@ -239,6 +239,22 @@ def machine() -> str:
     )
 
 
+def header(script: str, argv: list[str]) -> list[str]:
+    """Machine, load, command and date: the lines every benchmark report starts with."""
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    return [
+        f"- Machine: {machine()}; load average {load}",
+        f"- Command: `{shlex.join(['python', f'loadtest/{script}', *argv])}`",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+    ]
+
+
+def write_report(output: Path, text: str) -> None:
+    print(text)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output, text)
+
+
 def step_row(users: int, run: Any, server_cpu_s: float) -> dict[str, Any]:
     report = run.report
     steady = report.get("steady", {})

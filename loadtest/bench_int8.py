@@ -11,16 +11,14 @@ server's session settings (batch 1, all cores), and goes through the accuracy ga
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import shlex
 import tempfile
 from pathlib import Path
 
-from bench import inprocess_images_per_s, machine, workload  # loadtest/ is sys.path[0]
+from bench import header, inprocess_images_per_s, workload, write_report  # loadtest/ is sys.path[0]
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
-from unetkit.core import load_samples, run_cli, write_text_atomic
+from unetkit.core import load_samples, run_cli
 from unetkit.keras2onnx import export_onnx, save_onnx
 from unetkit.triton import Scheme, check_int8, network_input, quantize, split
 
@@ -60,13 +58,10 @@ def main(argv: list[str]) -> int:
                 f"{'pass' if gate.passed else 'FAIL'} |"
             )
             print(rows[-1], flush=True)
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     text = (
         "\n".join(
             [
-                f"- Machine: {machine()}; load average {load}",
-                f"- Command: `{shlex.join(['python', 'loadtest/bench_int8.py', *argv])}`",
-                f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+                *header("bench_int8.py", argv),
                 "",
                 "| model | images/s (batch 1) | vs fp32 | MASK agreement (calibration / held back) "
                 "| IoU vs ground truth | gate |",
@@ -76,9 +71,7 @@ def main(argv: list[str]) -> int:
         )
         + "\n"
     )
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.output, text)
+    write_report(args.output, text)
     return 0
 
 

@@ -12,18 +12,17 @@ kit uses (unetkit.triton.create_session: arena and pattern off) is the last row.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
-import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from bench import header, write_report  # loadtest/ is sys.path[0]
+
 from unetkit.cli.make_repository import EXAMPLE_MODEL
-from unetkit.core import run_cli, write_text_atomic
+from unetkit.core import run_cli
 from unetkit.keras2onnx import write_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,14 +91,10 @@ def main(argv: list[str]) -> int:
                     f"{per_pixel:.0f} | {m['after'] / 2**20:.2f} |"
                 )
                 print(rows[-1], flush=True)
-    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    cpu = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1)
     text = (
         "\n".join(
             [
-                f"- Machine: {cpu}, {len(os.sched_getaffinity(0))} cores; load average {load}",
-                f"- Command: `{shlex.join(['python', 'loadtest/bench_memory.py', *argv])}`",
-                f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
+                *header("bench_memory.py", argv),
                 "",
                 "| session | NxHxW | open MiB | peak, 1st run GiB | peak, 2nd run GiB | "
                 "bytes/pixel (2nd) | after GiB |",
@@ -109,9 +104,7 @@ def main(argv: list[str]) -> int:
         )
         + "\n"
     )
-    print(text)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.output, text)
+    write_report(args.output, text)
     return 0
 
 

@@ -284,22 +284,13 @@ def build(
             return EXIT_ACCURACY
 
     write_bytes_atomic(args.output, built.plan)
-    report = tensorrt.BuildReport(
-        tensorrt_version=trt.__version__,
-        gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability,
-        precision=args.precision,
-        upsample=args.upsample,
-        profile=profile.as_dict(),
+    report = inputs.report(
         max_batch_size=profile.max.batch,
-        onnx_sha256=inputs.onnx_sha256,
         plan_sha256=sha256_file(args.output),
         built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         build_seconds=round(seconds, 1),
         plugin_library=str(args.plugin_lib) if args.plugin_lib else None,
-        plugin_sha256=inputs.plugin_sha256,
         accuracy=checked,
-        builder=builder,
     )
     tensorrt.write_report(tensorrt.report_path_for(args.output), report)
     if not args.keep_config:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from unetkit.core import Profile, UserError, sha256_file, write_text_atomic
 
@@ -63,6 +64,13 @@ class BuildInputs:
     onnx_sha256: str
     plugin_sha256: str | None
     checked: bool
+
+    def report(self, **outcome: Any) -> BuildReport:
+        """The build report of a plan built from these inputs; `outcome` adds what the build
+        produced (plan hash, time, accuracy, ...)."""
+        fields = asdict(self)
+        del fields["checked"]  # the report holds the check's numbers instead
+        return BuildReport(**fields, **outcome)
 
 
 def report_path_for(plan_path: Path) -> Path:
