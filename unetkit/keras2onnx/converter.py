@@ -279,9 +279,9 @@ def _natural_sizes(
         return Sizes(SizeRule(1, size[0]), SizeRule(1, size[1]), size, (note,))
     assert height.rule is not None and width.rule is not None
     notes = tuple(
-        f"the network also takes {axis} {', '.join(map(str, sizes.others))}, ... outside the "
-        f"served {sizes.rule.describe()} (the progression through its canonical size "
-        f"{sizes.canonical})"
+        f"the network also runs at {axis} = {', '.join(map(str, sizes.others))}, ...; the "
+        f"export serves {axis} {sizes.rule.describe()}, the progression through its canonical "
+        f"size {sizes.canonical}"
         for axis, sizes in (("H", height), ("W", width))
         if sizes.others and sizes.rule is not None
     )
