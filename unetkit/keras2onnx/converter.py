@@ -466,7 +466,8 @@ def _check(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise UserError(f"the exported graph fails onnx.checker: {e}") from e
+        first = " ".join(str(e).split("\n")[:2])  # the cause; the rest are its consequences
+        raise UserError(f"the exported graph fails onnx.checker: {first}") from e
 
 
 @contextlib.contextmanager

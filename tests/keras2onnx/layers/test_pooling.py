@@ -52,3 +52,5 @@ def test_a_window_as_large_as_its_input_pins_the_size():
     assert "pools its whole 12x12 input" in op.pins_size([(8, 12, 12)])
     assert op.pins_size([(8, 24, 24)]) is None
     assert op.pins_size([(8, None, 12)]) is None
+    downsampling = make_op(keras_layer("MaxPooling2D", {"pool_size": 2}), "channels_last")
+    assert downsampling.pins_size([(8, 2, 2)]) is None  # a U-Net built for a small size

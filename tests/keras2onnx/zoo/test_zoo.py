@@ -157,7 +157,9 @@ def test_the_library_model_converts_and_matches_keras(zoo: None, case: Case) -> 
     for i in (0, 1):
         image = goldens[f"image_{i}"]
         assert info.check_size(image.shape[1], image.shape[2]) is None
-        check_outputs(session, image, goldens[f"prob_{i}"])
+        # The goldens' logits are kept within +-0.5 (make_zoo.calibrate_output), so a softmax
+        # over three classes has more near-ties than the kit's own goldens: 95% decided.
+        check_outputs(session, image, goldens[f"prob_{i}"], decided_at_least=0.95)
         (prob,) = session.run(["PROB"], {"IMAGE": image})
         worst = max(worst, float(np.abs(prob - goldens[f"prob_{i}"]).max()))
     sizes = f"{goldens['image_0'].shape[1]} and {goldens['image_1'].shape[1]}"
@@ -189,7 +191,8 @@ def test_a_resnet_encoder_serves_multiples_of_32_and_says_31_runs_too(zoo: None)
 def write_report(path: Path) -> str:
     """The outcome of every case (`make test-models` writes it to out/zoo_report.md)."""
     lines = [
-        f"- `{case.id}`: {REPORT.get(case.id, 'FAILED (see the test output)')}" for case in CASES
+        f"- `{case.id}`: {REPORT.get(case.id, 'FAILED (see the test output) or not selected')}"
+        for case in CASES
     ]
     passed = sum(1 for case in CASES if REPORT.get(case.id, "").startswith("ok"))
     text = f"{passed} of {len(CASES)} model files convert and match Keras.\n\n" + "\n".join(lines)

@@ -163,7 +163,11 @@ class TFOpLambda(Delegate):
     def _reduce(self, layer: KerasLayer, layout: str) -> Op:
         axis = self._kwarg("axis")
         spatial = [1, 2] if layout == "channels_last" else [2, 3]
-        if not isinstance(axis, list) or sorted(a % 4 for a in axis) != spatial:
+        if (
+            not isinstance(axis, list)
+            or not all(isinstance(a, int) and not isinstance(a, bool) for a in axis)
+            or sorted(a % 4 for a in axis) != spatial
+        ):
             raise self.config.fail(f"{self.function} over axis={axis!r}: only over H and W")
         kind = "GlobalAveragePooling2D" if self.function.endswith("mean") else "GlobalMaxPooling2D"
         keepdims = bool(self._kwarg("keepdims", False))
@@ -237,9 +241,12 @@ class Arithmetic(Op):
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         tensors = [shapes[v.index] for v in self.arguments if isinstance(v, InputSlot)]
-        if len(tensors) == 1:
-            return tensors[0]
-        return broadcast(self, tensors)
+        shape = tensors[0] if len(tensors) == 1 else broadcast(self, tensors)
+        for value in self.arguments:
+            size = np.asarray(value).size if not isinstance(value, InputSlot) else 1
+            if size not in (1, shape[0]):
+                raise self.config.fail(f"a constant of {size} values for {shape[0]} channels")
+        return shape
 
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
         names = []

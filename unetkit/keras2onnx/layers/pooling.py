@@ -37,8 +37,10 @@ class Pooling2D(Op):
         return window_offset(self.pool[0], self.padding), window_offset(self.pool[1], self.padding)
 
     def pins_size(self, shapes: list[Shape]) -> str | None:
+        """A window as large as its input, and larger than a U-Net's 2x2 downsampling (which
+        may cover a 2x2 bottleneck at a small built size and is the same at any size)."""
         _, h, w = self.single(shapes)
-        if h is None or w is None or h * w == 1 or self.pool[0] < h or self.pool[1] < w:
+        if h is None or w is None or min(self.pool) < 3 or self.pool[0] < h or self.pool[1] < w:
             return None
         window = f"{self.pool[0]}x{self.pool[1]}"
         return f"layer {self.name!r} pools its whole {h}x{w} input with a {window} window"

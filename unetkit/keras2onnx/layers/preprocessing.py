@@ -21,7 +21,10 @@ KERAS_EPSILON = 1e-7
 
 
 def _per_channel(c: Config, value: Any, key: str) -> np.ndarray:
-    array = np.asarray(value, dtype=np.float64)
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise c.fail(f"{key}={value!r} is not a number or a list of numbers") from None
     if array.ndim > 1 or not np.all(np.isfinite(array)):
         raise c.fail(f"{key}={value!r} is not a number or a list of numbers")
     return array.astype(np.float32).reshape(-1)

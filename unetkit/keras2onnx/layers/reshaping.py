@@ -182,7 +182,11 @@ class Permute(Op):
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         c = Config(layer)
         dims = c.get("dims")
-        if not isinstance(dims, list | tuple) or sorted(dims) not in ([1], [1, 2, 3]):
+        if (
+            not isinstance(dims, list | tuple)
+            or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+            or sorted(dims) not in ([1], [1, 2, 3])
+        ):
             raise c.fail(f"dims={dims!r} is not a permutation of (1, 2, 3) or (1,)")
         self.dims = tuple(int(d) for d in dims)
         self.config = c
