@@ -28,8 +28,10 @@ PRECISION ?=
 CALIBRATION ?=
 MEMORY ?=
 REPOSITORY ?= model_repository
+# make bench-export ZOO=sm_linknet_inceptionv3: a zoo model instead of the full-width U-Net
+ZOO ?=
 
-.PHONY: help venv keras-venv repository serve test test-unit check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -48,23 +50,27 @@ $(BIN)/.installed: pyproject.toml
 venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, ONNX Runtime, TensorRT-RTX)
 
 # Keras is a development dependency only: it makes the golden outputs and trains the example.
-$(KERAS_VENV)/.installed:
+$(KERAS_VENV)/.installed: requirements-keras.txt
 	$(PYTHON) -m venv $(KERAS_VENV)
 	$(KERAS_VENV)/bin/pip install --quiet --upgrade pip
-	$(KERAS_VENV)/bin/pip install --quiet tensorflow-cpu==2.21.0 tf-keras==2.21.0 h5py pillow scipy
+	$(KERAS_VENV)/bin/pip install --quiet -r requirements-keras.txt
+	$(KERAS_VENV)/bin/pip install --quiet --no-deps segmentation-models==1.0.1
 	$(KERAS_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
 
-goldens: keras-venv  ## regenerate the converter's test models and Keras goldens (tests/keras2onnx/golden)
+goldens: keras-venv zoo-models  ## regenerate the converter's test models and Keras goldens (tests/keras2onnx/golden)
 	nice $(KERAS_VENV)/bin/python tests/keras2onnx/golden/make_goldens.py
+
+zoo-models: keras-venv  ## rebuild the committed zoo models (small library U-Nets, tests/keras2onnx/zoo/models)
+	nice $(KERAS_VENV)/bin/python tests/keras2onnx/zoo/make_zoo.py --backend tfkeras --committed
 
 readme-layers: venv  ## rewrite README.md's supported-layer table from the converter's registry
 	$(BIN)/python -m unetkit.cli.supported_layers --write README.md
 
-bench-export: venv keras-venv  ## conversion time and peak memory of the full-width U-Net
-	$(BIN)/python build/bench_export.py
+bench-export: venv keras-venv  ## conversion time and peak memory of the full-width U-Net (ZOO=name: a zoo model)
+	$(BIN)/python build/bench_export.py $(if $(ZOO),--zoo $(ZOO))
 
 samples: venv  ## regenerate samples/ (deterministic; a test checks it)
 	$(BIN)/python example/make_samples.py
@@ -85,11 +91,14 @@ serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/
 		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
 		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) $(if $(MEMORY),--memory $(MEMORY))
 
-test: lint  ## the whole test suite, against real Triton servers (what CI runs)
+test: lint keras-venv  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest
 
-test-unit: venv  ## the fast inner loop: every test that needs no server (under a minute)
-	$(BIN)/python -m pytest tests --ignore=tests/e2e -q
+test-unit: venv  ## the fast inner loop: every test that needs no server and no Keras (under a minute)
+	$(BIN)/python -m pytest tests --ignore=tests/e2e -q -m "not zoo_cache"
+
+test-models: venv keras-venv  ## every zoo model in every format its library saves (builds into ~/.cache/unetkit/zoo)
+	UNETKIT_ZOO=all $(BIN)/python -m pytest tests/keras2onnx/zoo -q -rfE
 
 check-trt-rtx: venv  ## the kit's engine build on TensorRT-RTX, no GPU (plugin route where TensorRT 11 headers are)
 	$(BIN)/python -m pytest tests -m trt_rtx -v

@@ -1,11 +1,13 @@
-"""Benchmark the converter on the full-width zhixuhao U-Net (base 64, 256x256x1, ~31M params).
+"""Benchmark the converter on the full-width zhixuhao U-Net (base 64, 256x256x1, ~31M params),
+or on a model of the zoo built by its library (--zoo NAME, e.g. sm_linknet_inceptionv3).
 
-    .venv/bin/python build/bench_export.py [--keras-python .venv-keras/bin/python]
+    .venv/bin/python build/bench_export.py [--keras-python .venv-keras/bin/python] [--zoo NAME]
 
 Keras (from the dev environment) builds the model and saves it as .h5 and .keras in a
-temporary directory; each export (unetkit.keras2onnx.write_onnx, what build/export_onnx.py
-runs) then runs in a fresh interpreter, so its peak RSS (ru_maxrss) is the converter's own.
-Prints one JSON line per format.
+temporary directory (a zoo model: tf-keras .h5 and Keras 3 .keras, by
+tests/keras2onnx/zoo/make_zoo.py); each export (unetkit.keras2onnx.write_onnx, what
+build/export_onnx.py runs) then runs in a fresh interpreter, so its peak RSS (ru_maxrss) is
+the converter's own. Prints one JSON line per format.
 Targets: under 10 s and under twice the weights' size in memory.
 """
 
@@ -51,26 +53,49 @@ print(json.dumps({
 """
 
 
+def make_unet64(keras_python: str, tmp: Path) -> tuple[list[Path], int]:
+    h5, keras_file = tmp / "unet64.h5", tmp / "unet64.keras"
+    script = MAKE_MODEL.format(
+        golden=str(ROOT / "tests" / "keras2onnx" / "golden"), h5=str(h5), keras=str(keras_file)
+    )
+    made = subprocess.run([keras_python, "-c", script], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        raise RuntimeError(made.stderr[-2000:])
+    return [h5, keras_file], int(made.stdout.strip().splitlines()[-1])
+
+
+def make_zoo_model(keras_python: str, tmp: Path, name: str) -> tuple[list[Path], int]:
+    """The zoo model NAME as tf-keras .h5 and Keras 3 .keras, built by its library."""
+    sources, params = [], 0
+    for backend, fmt in (("tfkeras", "h5"), ("keras3", "keras")):
+        command = [keras_python, str(ROOT / "tests/keras2onnx/zoo/make_zoo.py"), "--backend"]
+        command += [backend, "--out", str(tmp), "--names", name, "--formats", f"{backend}.{fmt}"]
+        made = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = json.loads((tmp / f"{name}__{backend}.json").read_text())
+        if made.returncode != 0 or "params" not in result:
+            raise RuntimeError(made.stderr[-2000:] or str(result))
+        sources.append(tmp / f"{name}__{backend}.{fmt}")
+        params = result["params"]
+    return sources, params
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keras-python", default=str(ROOT / ".venv-keras" / "bin" / "python"))
+    parser.add_argument("--zoo", metavar="NAME", help="a zoo model (tests/keras2onnx/zoo/specs.py)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        h5, keras_file = Path(tmp) / "unet64.h5", Path(tmp) / "unet64.keras"
-        script = MAKE_MODEL.format(
-            golden=str(ROOT / "tests" / "keras2onnx" / "golden"), h5=str(h5), keras=str(keras_file)
-        )
-        made = subprocess.run(
-            [args.keras_python, "-c", script], capture_output=True, text=True, check=False
-        )
-        if made.returncode != 0:
-            print(
-                f"error: Keras could not build the model:\n{made.stderr[-2000:]}", file=sys.stderr
-            )
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = Path(directory)
+        try:
+            if args.zoo:
+                sources, params = make_zoo_model(args.keras_python, tmp, args.zoo)
+            else:
+                sources, params = make_unet64(args.keras_python, tmp)
+        except RuntimeError as e:
+            print(f"error: Keras could not build the model:\n{e}", file=sys.stderr)
             return 1
-        params = int(made.stdout.strip().splitlines()[-1])
         weights_mib = params * 4 / 2**20
-        for source in (h5, keras_file):
+        for source in sources:
             out = Path(tmp) / f"{source.name}.onnx"
             measured = subprocess.run(
                 [sys.executable, "-c", MEASURE, str(source), str(out)],
@@ -81,6 +106,7 @@ def main() -> int:
             )
             result = json.loads(measured.stdout)
             result.update(
+                file=source.name,
                 format=source.suffix,
                 params=params,
                 weights_mib=round(weights_mib, 1),

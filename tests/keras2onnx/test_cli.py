@@ -74,23 +74,47 @@ def test_cli_exports_a_model_that_onnx_runtime_runs(tmp_path: Path) -> None:
 
 def test_unsupported_layer_is_named_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "model.onnx"
-    result = run_cli(MODELS / "unsupported_depthwise.keras", "-o", out)
+    result = run_cli(MODELS / "unsupported_layernorm.keras", "-o", out)
     assert_one_line_error(
         result.returncode,
         result.stderr,
-        "depthwise_conv2d",
+        "layer_normalization",
+        "LayerNormalization",
+        "not supported: register a converter",
         "DepthwiseConv2D",
-        "supported:",
-        "Conv2DTranspose",
     )
     assert "Traceback" not in result.stderr
     assert_nothing_written(tmp_path)
 
 
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
-    result = run_cli(MODELS / "unsupported_depthwise.keras", "-o", tmp_path / "m.onnx", "--debug")
+    result = run_cli(MODELS / "unsupported_layernorm.keras", "-o", tmp_path / "m.onnx", "--debug")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "UserError" in result.stderr
+
+
+def test_input_size_pins_the_export_and_notes_say_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "model.onnx"
+    code, _ = run_in_process(
+        capsys, MODELS / "zhixuhao_k3.keras", "-o", out, "--input-size", "48x32"
+    )
+    assert code == 0
+    assert read_model_info(out).fixed_size == (48, 32)
+    result = run_cli(MODELS / "tf_resize_tf.h5", "-o", tmp_path / "pinned.onnx")
+    assert result.returncode == 0 and "sizes: 12x12 only" in result.stdout
+    assert "\nnote: the network takes only 12x12 images" in result.stdout
+
+
+def test_an_input_size_the_network_cannot_take_is_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        MODELS / "zhixuhao_k3.keras", "-o", tmp_path / "m.onnx", "--input-size", "20x32"
+    )
+    assert_one_line_error(
+        result.returncode, result.stderr, "--input-size 20x32: the network cannot run at that size"
+    )
+    assert_nothing_written(tmp_path)
 
 
 def test_flags_reach_the_graph(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,7 +22,15 @@ from unetkit.keras2onnx import export_onnx
 MODELS = GOLDEN / "models"
 SOURCES = [
     MODELS / name
-    for name in ("sequential_tf.h5", "extras_k3.keras", "valid_tf.h5", "zhixuhao_k3.keras")
+    for name in (
+        "sequential_tf.h5",
+        "extras_k3.keras",
+        "valid_tf.h5",
+        "zhixuhao_k3.keras",
+        "nested_tf.h5",  # a nested model and a shared Sequential block
+        "nested_k3.keras",
+        "tf_functions_tf.h5",  # TFOpLambda: flat inbound nodes, tensors in keyword arguments
+    )
 ]
 FUZZ = settings(
     max_examples=60,

@@ -83,3 +83,41 @@ def test_a_registered_converter_converts_the_users_layer(channel_scale: None, ca
 def test_the_readme_lists_exactly_the_registered_layers() -> None:
     readme = (REPO_ROOT / "README.md").read_text()
     assert with_table(readme) == readme, "run `make readme-layers` and commit README.md"
+
+
+USER_LAMBDA = [
+    c
+    for c in json.loads((GOLDEN / "manifest.json").read_text())["cases"]
+    if c.get("needs_converter") == "Lambda:scale_shift"
+]
+
+
+@pytest.mark.parametrize("case", USER_LAMBDA, ids=[c["name"] for c in USER_LAMBDA])
+def test_a_lambda_converts_once_a_converter_is_registered_for_that_layer(case: dict) -> None:
+    """A Lambda's class says nothing about what it computes: the hook takes the layer's name."""
+    path = GOLDEN / "models" / case["model"]
+    with pytest.raises(UserError, match=r"register_layer\('Lambda:scale_shift'\)"):
+        export_onnx(path)
+
+    @register_layer("Lambda:scale_shift")
+    class ScaleShift(Op):
+        """The user's own `lambda t: t * 2.0 + 1.0`."""
+
+        def output_shape(self, shapes: list[Shape]) -> Shape:
+            return self.single(shapes)
+
+        def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+            two = g.constant(f"{self.name}/two", np.array(2.0, np.float32))
+            one = g.constant(f"{self.name}/one", np.array(1.0, np.float32))
+            return g.node("Add", [g.node("Mul", [inputs[0], two], self.name), one], self.name)
+
+    try:
+        assert "Lambda:scale_shift" not in supported_layers()  # a layer's, not a class's
+        model, _ = export_onnx(path)
+    finally:
+        del registry_module._REGISTRY["Lambda:scale_shift"]
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    goldens = np.load(GOLDEN / "models" / case["goldens"])
+    for i in (0, 1):
+        (prob,) = session.run([OUTPUT_PROB], {INPUT_IMAGE: goldens[f"image_{i}"]})
+        assert np.max(np.abs(prob - goldens[f"prob_{i}"])) <= 1e-4

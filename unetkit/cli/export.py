@@ -10,7 +10,7 @@ from pathlib import Path
 
 from unetkit.cli.options import add_normalization_arguments
 from unetkit.core import add_debug_flag, run_cli
-from unetkit.keras2onnx import DEFAULT_OPSET, write_onnx
+from unetkit.keras2onnx import DEFAULT_OPSET, convert
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -29,6 +29,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="pin H and W to the Keras input shape instead of leaving them dynamic",
     )
     parser.add_argument(
+        "--input-size",
+        metavar="HxW",
+        help="pin H and W to this size (any model; the network must run at it), e.g. 256x256",
+    )
+    parser.add_argument(
         "--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)"
     )
     add_debug_flag(parser)
@@ -37,19 +42,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    info = write_onnx(
+    with convert(
         args.model,
-        args.output,
         mean=args.mean,
         std=args.std,
         threshold=args.threshold,
         fixed_shape=args.fixed_shape,
+        input_size=args.input_size,
         opset=args.opset,
-    )
+    ) as conversion:
+        conversion.write(args.output)
+    info = conversion.info
     print(
         f"wrote {args.output}: IMAGE uint8 [N,H,W,{info.channels}] -> PROB [N,H',W',"
         f"{info.classes}], MASK; sizes: {info.describe_sizes()}"
     )
+    for note in conversion.notes:
+        print(f"note: {note}")
     return 0
 
 

@@ -30,13 +30,14 @@ from unetkit.core import (
     atomic_path,
 )
 from unetkit.keras2onnx.keras_file import KerasLayer, KerasModel, TensorRef, open_keras_model
-from unetkit.keras2onnx.layers.base import Op, Shape, ShapeMismatch
+from unetkit.keras2onnx.layers.base import Op, Shape, ShapeMismatch, rank_of
 from unetkit.keras2onnx.onnx_graph import GraphBuilder, stream_model
 from unetkit.keras2onnx.registry import make_op
-from unetkit.keras2onnx.size_search import find_size_rule, stride_bound
+from unetkit.keras2onnx.size_search import SEARCH_LIMIT, AxisSizes, find_sizes
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
+DEFAULT_PROBE = 256  # the size an error message tries when the model has no size of its own
 T = TypeVar("T")
 
 
@@ -115,23 +116,195 @@ def _run(
     return values
 
 
-def _size_rules(
-    schedule: list[Call], source: TensorRef, output: TensorRef, channels: int
-) -> tuple[SizeRule | None, SizeRule | None]:
-    def valid(shape: Shape) -> bool:
-        try:
-            return (
-                _run(schedule, shape, source, lambda op, s: op.output_shape(s))[output] is not None
-            )
-        except ShapeMismatch:
-            return False
+def _shapes(schedule: list[Call], source: TensorRef, shape: Shape) -> dict[TensorRef, Shape]:
+    return _run(schedule, shape, source, lambda op, s: op.output_shape(s))
 
-    strides_h = [call.op.stride[0] for call in schedule]
-    strides_w = [call.op.stride[1] for call in schedule]
+
+def _mismatch(
+    schedule: list[Call], source: TensorRef, output: TensorRef, shape: Shape
+) -> str | None:
+    """None when the network runs at `shape`, else why not."""
+    try:
+        _shapes(schedule, source, shape)[output]
+    except ShapeMismatch as e:
+        return str(e)
+    return None
+
+
+def _period_bounds(schedule: list[Call], source: TensorRef) -> tuple[int, int]:
+    """Multiples of the periods of the valid sizes: along every path the product of the
+    strides, and their least common multiple over all tensors (capped)."""
+    cumulative: dict[TensorRef, tuple[int, int]] = {source: (1, 1)}
+    bounds = [1, 1]
+    for call in schedule:
+        strides = [cumulative[r] for r in call.inputs]
+        out = []
+        for axis in range(2):
+            value = math.lcm(*(s[axis] for s in strides)) * call.op.stride[axis]
+            out.append(min(value, SEARCH_LIMIT))
+            bounds[axis] = min(math.lcm(bounds[axis], out[axis]), SEARCH_LIMIT)
+        cumulative[call.output] = (out[0], out[1])
+    return bounds[0], bounds[1]
+
+
+def _axis_sizes(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    keras_size: tuple[int | None, int | None],
+) -> tuple[AxisSizes | None, AxisSizes | None]:
+    def valid(shape: Shape) -> bool:
+        return _mismatch(schedule, source, output, shape) is None
+
+    bound_h, bound_w = _period_bounds(schedule, source)
     return (
-        find_size_rule(lambda h: valid((channels, h, None)), stride_bound(strides_h)),
-        find_size_rule(lambda w: valid((channels, None, w)), stride_bound(strides_w)),
+        find_sizes(lambda h: valid((channels, h, None)), bound_h, keras_size[0]),
+        find_sizes(lambda w: valid((channels, None, w)), bound_w, keras_size[1]),
     )
+
+
+def _pinning_reason(
+    schedule: list[Call], source: TensorRef, channels: int, size: tuple[int, int]
+) -> str | None:
+    """Why the network only makes sense at the size it was built for (an op's pins_size)."""
+    shapes = _shapes(schedule, source, (channels, size[0], size[1]))
+    for call in schedule:
+        reason = call.op.pins_size([shapes[r] for r in call.inputs])
+        if reason is not None:
+            return reason
+    return None
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    """'HxW' (or one number for a square) -> (H, W)."""
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values = values * 2
+    if len(values) != 2 or min(values) < 1:
+        raise UserError(f"--input-size {text!r} is not HxW, e.g. 256x256")
+    return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """What the export serves: progressions per axis, or one pinned size, and why."""
+
+    height: SizeRule
+    width: SizeRule
+    pinned: tuple[int, int] | None
+    notes: tuple[str, ...]
+
+
+def _served_sizes(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    keras_size: tuple[int | None, int | None],
+    fixed_shape: bool,
+    input_size: str | None,
+) -> Sizes:
+    if fixed_shape and input_size is not None:
+        raise UserError("pass either --fixed-shape or --input-size, not both")
+    if input_size is not None:
+        size = _parse_size(input_size)
+        return _pinned(schedule, source, output, channels, size, "--input-size")
+    if fixed_shape:
+        if keras_size[0] is None or keras_size[1] is None:
+            raise UserError(
+                "--fixed-shape pins the size the Keras model was built for, and this model "
+                "was built for any size: pin one with --input-size HxW, e.g. 256x256"
+            )
+        return _pinned(schedule, source, output, channels, keras_size, "--fixed-shape")  # type: ignore[arg-type]
+    return _natural_sizes(schedule, source, output, channels, keras_size)
+
+
+def _pinned(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    size: tuple[int, int],
+    flag: str,
+) -> Sizes:
+    problem = _mismatch(schedule, source, output, (channels, size[0], size[1]))
+    if problem is not None:
+        raise UserError(
+            f"{flag} {size[0]}x{size[1]}: the network cannot run at that size: {problem}"
+        )
+    return Sizes(SizeRule(1, size[0]), SizeRule(1, size[1]), size, ())
+
+
+def _natural_sizes(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    keras_size: tuple[int | None, int | None],
+) -> Sizes:
+    height, width = _axis_sizes(schedule, source, output, channels, keras_size)
+    if height is None or width is None:
+        probe = tuple(k or DEFAULT_PROBE for k in keras_size)
+        problem = _mismatch(schedule, source, output, (channels, probe[0], probe[1]))
+        raise UserError(
+            f"the network runs at no input size up to {SEARCH_LIMIT}: at {probe[0]}x{probe[1]}, "
+            f"{problem}"
+        )
+    size = (height.canonical, width.canonical)
+    problem = _mismatch(schedule, source, output, (channels, size[0], size[1]))
+    if problem is not None:
+        raise UserError(f"the network cannot run at {size[0]}x{size[1]}: {problem}")
+    keras_fixed = keras_size[0] is not None and keras_size[1] is not None
+    reason = _pinning_reason(schedule, source, channels, size) if keras_fixed else None
+    if height.rule is None or width.rule is None:
+        if not keras_fixed:
+            raise UserError(
+                f"the network takes only a few input sizes ({size[0]}x{size[1]} among them) "
+                "and was built for any size: pin one with --input-size HxW, e.g. "
+                f"--input-size {size[0]}x{size[1]}"
+            )
+        axis = height if height.rule is None else width
+        why = _first_mismatch(schedule, source, output, channels, size, axis is height)
+        reason = reason or why
+    if reason is not None:
+        note = (
+            f"the network takes only {size[0]}x{size[1]} images, the size it was built for "
+            f"({reason}); exported for that size (--input-size HxW pins another)"
+        )
+        return Sizes(SizeRule(1, size[0]), SizeRule(1, size[1]), size, (note,))
+    assert height.rule is not None and width.rule is not None
+    notes = tuple(
+        f"the network also runs at {axis} = {', '.join(map(str, sizes.others))}, ...; the "
+        f"export serves {axis} {sizes.rule.describe()}, the progression through its canonical "
+        f"size {sizes.canonical}"
+        for axis, sizes in (("H", height), ("W", width))
+        if sizes.others and sizes.rule is not None
+    )
+    return Sizes(height.rule, width.rule, None, notes)
+
+
+def _first_mismatch(
+    schedule: list[Call],
+    source: TensorRef,
+    output: TensorRef,
+    channels: int,
+    size: tuple[int, int],
+    along_height: bool,
+) -> str:
+    """What goes wrong just above the pinned size along an axis that takes only a few."""
+    for step in range(1, 65):
+        shape: Shape = (
+            (channels, size[0] + step, None) if along_height else (channels, None, size[1] + step)
+        )
+        problem = _mismatch(schedule, source, output, shape)
+        if problem is not None:
+            return problem
+    return "no size near it runs"
 
 
 def _output_shrink(
@@ -139,6 +312,7 @@ def _output_shrink(
     source: TensorRef,
     output: TensorRef,
     channels: int,
+    pinned: tuple[int, int] | None,
     rule: SizeRule,
     axis: int,
 ) -> int | None:
@@ -146,9 +320,11 @@ def _output_shrink(
     that number is the same for every size the network takes; None when the output is on
     another grid (a different scale)."""
     shrinks = set()
-    for size in (rule.minimum + k * rule.multiple for k in range(3)):
-        shape: Shape = (channels, size, None) if axis == 1 else (channels, None, size)
-        out = _run(schedule, shape, source, lambda op, s: op.output_shape(s))[output]
+    candidates = [rule.minimum] if pinned else [rule.minimum + k * rule.multiple for k in range(3)]
+    other = (pinned[1] if axis == 1 else pinned[0]) if pinned else None
+    for size in candidates:
+        shape: Shape = (channels, size, other) if axis == 1 else (channels, other, size)
+        out = _shapes(schedule, source, shape)[output]
         shrinks.add(size - out[axis])
     return shrinks.pop() if len(shrinks) == 1 else None
 
@@ -158,15 +334,12 @@ def _output_geometry(
     source: TensorRef,
     output: TensorRef,
     channels: int,
-    height: SizeRule | None,
-    width: SizeRule | None,
+    sizes: Sizes,
 ) -> tuple[int, int, int, int] | None:
     """ModelInfo.output_geometry, or None when the output is not on the input's grid."""
-    if height is None or width is None:
-        return None
     shrink = (
-        _output_shrink(schedule, source, output, channels, height, 1),
-        _output_shrink(schedule, source, output, channels, width, 2),
+        _output_shrink(schedule, source, output, channels, sizes.pinned, sizes.height, 1),
+        _output_shrink(schedule, source, output, channels, sizes.pinned, sizes.width, 2),
     )
     if shrink[0] is None or shrink[1] is None:
         return None
@@ -262,6 +435,7 @@ class Conversion:
     skeleton: onnx.ModelProto  # the whole model except the initializers
     graph: GraphBuilder
     info: ModelInfo
+    notes: list[str]  # what the user should know about the export (sizes served, pinned)
 
     def to_model(self) -> onnx.ModelProto:
         model = onnx.ModelProto()
@@ -292,7 +466,8 @@ def _check(model: onnx.ModelProto) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-        raise UserError(f"the exported graph fails onnx.checker: {e}") from e
+        first = " ".join(str(e).split("\n")[:2])  # the cause; the rest are its consequences
+        raise UserError(f"the exported graph fails onnx.checker: {first}") from e
 
 
 @contextlib.contextmanager
@@ -303,9 +478,15 @@ def convert(
     std: Sequence[float] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
     fixed_shape: bool = False,
+    input_size: str | None = None,
     opset: int = DEFAULT_OPSET,
 ) -> Iterator[Conversion]:
-    """Convert a Keras .h5/.keras file; raises UserError for anything the user can fix."""
+    """Convert a Keras .h5/.keras file; raises UserError for anything the user can fix.
+
+    The export takes every size the network's shape arithmetic allows (one progression per
+    axis, see size_search), unless the network takes only the size it was built for, or
+    `fixed_shape` (the Keras input size) or `input_size` ("HxW") pins one size.
+    """
     _check_options(threshold, opset)
     with open_keras_model(model_path) as model:
         if len(model.inputs) != 1 or len(model.outputs) != 1:
@@ -328,22 +509,10 @@ def convert(
         source, output = model.inputs[0], model.outputs[0]
         if output not in {call.output for call in schedule}:
             raise UserError(f"the model's output {output.layer!r} is not computed by any layer")
-        height, width = _size_rules(schedule, source, output, channels)
-        geometry = _output_geometry(schedule, source, output, channels, height, width)
-        if fixed_shape:
-            if keras_h is None or keras_w is None:
-                raise UserError(
-                    "--fixed-shape needs a model whose input has a fixed height and width; "
-                    "this one takes any size"
-                )
-            fixed_size: tuple[int, int] | None = (keras_h, keras_w)
-            height, width = SizeRule(1, keras_h), SizeRule(1, keras_w)
-        elif height is None or width is None:
-            raise UserError(
-                "the input sizes this model takes follow no simple rule; export with --fixed-shape"
-            )
-        else:
-            fixed_size = None
+        sizes = _served_sizes(
+            schedule, source, output, channels, (keras_h, keras_w), fixed_shape, input_size
+        )
+        geometry = _output_geometry(schedule, source, output, channels, sizes)
         mean_values = _per_channel(mean, 0.0, channels, "--mean")
         std_values = _per_channel(std, 255.0, channels, "--std")
         if np.any(std_values <= 0):
@@ -357,16 +526,21 @@ def convert(
         centred = g.node("Sub", [pixels, g.constant("normalize/mean", mean_values)], "normalize")
         scaled = g.node("Div", [centred, g.constant("normalize/std", std_values)], "normalize")
         nchw = g.node("Transpose", [scaled], "to_nchw", perm=[0, 3, 1, 2])
-        in_h, in_w = (keras_h, keras_w) if fixed_shape else (None, None)
+        in_h, in_w = sizes.pinned or (None, None)
         out_shape = _emit_graph(g, schedule, source, output, (nchw, (channels, in_h, in_w)))
+        if rank_of(out_shape) != 4:
+            raise UserError(
+                f"the model's output {output.layer!r} is not an image but a rank-"
+                f"{rank_of(out_shape)} tensor; the kit serves segmentation maps"
+            )
         classes = out_shape[0]
         if classes > 256:
             raise UserError(f"the model outputs {classes} classes; MASK (uint8) holds at most 256")
         _emit_mask(g, classes, threshold)
 
         batch = "N"
-        h_in, w_in = (keras_h, keras_w) if fixed_shape else ("H", "W")
-        h_out, w_out = (out_shape[1], out_shape[2]) if fixed_shape else ("H_out", "W_out")
+        h_in, w_in = sizes.pinned or ("H", "W")
+        h_out, w_out = (out_shape[1], out_shape[2]) if sizes.pinned else ("H_out", "W_out")
         graph = helper.make_graph(
             g.nodes,
             "unet",
@@ -394,9 +568,9 @@ def convert(
         info = ModelInfo(
             channels=channels,
             classes=classes,
-            height=height,
-            width=width,
-            fixed_size=fixed_size,
+            height=sizes.height,
+            width=sizes.width,
+            fixed_size=sizes.pinned,
             output_geometry=geometry,
             threshold=float(threshold),
             mean=tuple(float(v) for v in mean_values),
@@ -404,7 +578,7 @@ def convert(
             source=f"{Path(model_path).name} ({model.source})",
         )
         helper.set_model_props(skeleton, info.metadata())
-        yield Conversion(skeleton, g, info)
+        yield Conversion(skeleton, g, info, list(sizes.notes))
 
 
 def export_onnx(model_path: str | Path, **options: Any) -> tuple[onnx.ModelProto, ModelInfo]:

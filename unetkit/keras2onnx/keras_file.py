@@ -4,8 +4,15 @@ Two formats are understood:
 - legacy HDF5 written by tf.keras 2.x or Keras 3 `model.save("x.h5")`: the architecture
   is the JSON attribute `model_config`, weights live under `model_weights/<layer>/` in the
   order given by each group's `weight_names` attribute;
-- the Keras 3 `.keras` zip: `config.json` plus `model.weights.h5`, whose weights live under
-  `layers/<key>/vars/<i>` (the `vars` group carries the layer name as an attribute).
+- the Keras 3 `.keras` zip (also written by tf-keras 2.x): `config.json` plus
+  `model.weights.h5`, whose weights live under `layers/<key>/vars/<i>` (Keras 3 also writes
+  the layer name as an attribute of `vars`).
+
+A functional model used as a layer (a Keras Applications backbone called on a tensor) is
+flattened into the outer graph: its weights live in the file under the nested model's group
+(legacy HDF5: `model_weights/<nested>/<inner layer>/...`; .keras:
+`layers/<nested key>/layers/<inner key>/vars/<i>`), and its input and output tensors are
+replaced by the tensors the outer model connects to it.
 
 Weights stay in the file until an emitter asks for them, so a large model is never held
 twice in memory. Every problem with the file is raised as UserError.
@@ -20,7 +27,7 @@ import re
 import struct
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +71,13 @@ class Weight:
         return array
 
 
+@dataclass(frozen=True)
+class InputSlot:
+    """A tensor passed as a keyword argument of a call: input number `index` of that call."""
+
+    index: int
+
+
 @dataclass
 class KerasLayer:
     name: str
@@ -71,6 +85,21 @@ class KerasLayer:
     config: dict[str, Any]
     calls: list[list[TensorRef]]  # inputs of each call of the layer
     weights: list[Weight] = field(default_factory=list)
+    # Keyword arguments of each call (tf.keras TFOpLambda: `axis`, `y`, ...), tensors among
+    # them replaced by the InputSlot of the call's input that carries them.
+    call_kwargs: list[dict[str, Any]] = field(default_factory=list)
+    keras_major: int = 3  # the Keras that wrote the file: 2 (tf.keras, tf-keras) or 3
+    module: str | None = None  # where the class is defined, when the file says (.keras)
+    inner: KerasGraph | None = field(default=None, repr=False)  # a nested model's graph
+
+
+@dataclass
+class KerasGraph:
+    """The layers of one (possibly nested) model and its input and output tensors."""
+
+    layers: list[KerasLayer]
+    inputs: list[TensorRef]
+    outputs: list[TensorRef]
 
 
 @dataclass
@@ -126,19 +155,80 @@ def _keras3_tensors(value: Any, found: list[TensorRef]) -> None:
                 _keras3_tensors(item, found)
 
 
-def _parse_call(node: Any, layer_name: str) -> list[TensorRef]:
+CONSTANT_VALUE = "_CONSTANT_VALUE"  # tf.keras's marker of a constant in a call's first argument
+FIRST_ARGUMENT = "__first__"  # call_kwargs key of a tf.keras call's first argument
+
+
+def _is_legacy_ref(value: Any) -> bool:
+    """[layer, node, index] (a tensor inside a tf.keras call's keyword arguments)."""
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value[1:])
+    )
+
+
+def _legacy_kwargs(value: Any, found: list[TensorRef], what: str) -> Any:
+    """tf.keras keyword arguments with each tensor moved into `found` (an InputSlot left)."""
+    if _is_legacy_ref(value):
+        found.append(TensorRef(value[0], value[1], value[2]))
+        return InputSlot(len(found) - 1)
+    if isinstance(value, list):
+        return [_legacy_kwargs(item, found, what) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _legacy_kwargs(v, found, what) for k, v in value.items()}
+    return value
+
+
+def _parse_legacy_call(node: Any, what: str) -> tuple[list[TensorRef], dict[str, Any]]:
+    """tf.keras 2.x: a list of [layer, node, index, kwargs] entries, one per tensor of the
+    first argument. TFOpLambda layers store a single-tensor first argument flat, as the
+    entry itself; a constant in the first argument is ['_CONSTANT_VALUE', -1, value, ...]."""
+    entries = _as_list(node, what)
+    if entries and isinstance(entries[0], str):  # flat: one entry, not a list of them
+        entries = [entries]
+    refs: list[TensorRef] = []
+    first: list[Any] = []  # the first argument: InputSlots and constants
+    kwargs: Any = {}
+    for entry in entries:
+        items = _as_list(entry, what)
+        if len(items) >= 3 and items[0] == CONSTANT_VALUE:
+            first.append(items[2])
+        else:
+            refs.append(_tensor_ref(items, what))
+            first.append(InputSlot(len(refs) - 1))
+        if len(items) > 3:
+            kwargs = _as_dict(items[3], f"keyword arguments of {what}")
+    extra: list[TensorRef] = []
+    converted = _shift_slots(_legacy_kwargs(kwargs, extra, what), len(refs))
+    return refs + extra, {**converted, FIRST_ARGUMENT: first}
+
+
+def _shift_slots(value: Any, offset: int) -> Any:
+    if isinstance(value, InputSlot):
+        return InputSlot(value.index + offset)
+    if isinstance(value, list):
+        return [_shift_slots(item, offset) for item in value]
+    if isinstance(value, dict):
+        return {k: _shift_slots(v, offset) for k, v in value.items()}
+    return value
+
+
+def _parse_call(node: Any, layer_name: str) -> tuple[list[TensorRef], dict[str, Any]]:
     what = f"inbound node of layer {layer_name!r}"
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         found: list[TensorRef] = []
         _keras3_tensors(node.get("args", []), found)
         kwargs_tensors: list[TensorRef] = []
-        _keras3_tensors(node.get("kwargs", {}), kwargs_tensors)
+        kwargs = node.get("kwargs", {})
+        _keras3_tensors(kwargs, kwargs_tensors)
         _require(
             not kwargs_tensors,
             f"layer {layer_name!r} takes a tensor as a keyword argument; not supported",
         )
-        return found
-    return [_tensor_ref(entry, what) for entry in _as_list(node, what)]  # tf.keras 2.x
+        return found, kwargs if isinstance(kwargs, dict) else {}
+    return _parse_legacy_call(node, what)  # tf.keras 2.x
 
 
 def _layer_name(entry: dict[str, Any]) -> str:
@@ -156,9 +246,16 @@ def _input_layer_from(first: dict[str, Any]) -> dict[str, Any] | None:
     return {"class_name": "InputLayer", "config": {"batch_shape": shape, "name": "input"}}
 
 
-def _parse_architecture(
-    model_config: Any,
-) -> tuple[list[KerasLayer], list[TensorRef], list[TensorRef]]:
+MODEL_CLASSES = ("Functional", "Model", "Sequential")
+MAX_NESTING = 8
+
+
+def _is_nested_model(entry: dict[str, Any]) -> bool:
+    return entry["class_name"] in MODEL_CLASSES and isinstance(entry["config"].get("layers"), list)
+
+
+def _parse_architecture(model_config: Any, depth: int = 0) -> KerasGraph:
+    _require(depth <= MAX_NESTING, "the model config nests models too deeply; it is damaged")
     top = _as_dict(model_config, "the model config")
     class_name = top.get("class_name")
     config = _as_dict(top.get("config"), "the model's config")
@@ -167,17 +264,23 @@ def _parse_architecture(
         _as_dict(entry.get("config"), "a layer's config")
         _as_str(entry.get("class_name"), "a layer's class_name")
     if class_name == "Sequential":
-        return _parse_sequential(entries, config)
-    _require(
-        class_name in ("Functional", "Model"),
-        f"model class {class_name!r} is not supported: save a Sequential or functional model",
-    )
-    return _parse_functional(entries, config)
+        graph = _parse_sequential(entries, config)
+    else:
+        _require(
+            class_name in ("Functional", "Model"),
+            f"model class {class_name!r} is not supported: save a Sequential or functional model",
+        )
+        graph = _parse_functional(entries, config)
+    implied = len(graph.layers) - len(entries)  # a Sequential model's implied InputLayer
+    for layer, entry in zip(graph.layers[implied:], entries, strict=True):
+        module = entry.get("module")
+        layer.module = module if isinstance(module, str) else None
+        if _is_nested_model(entry):
+            layer.inner = _parse_architecture(entry, depth + 1)
+    return graph
 
 
-def _parse_sequential(
-    entries: list[dict[str, Any]], config: dict[str, Any]
-) -> tuple[list[KerasLayer], list[TensorRef], list[TensorRef]]:
+def _parse_sequential(entries: list[dict[str, Any]], config: dict[str, Any]) -> KerasGraph:
     _require(bool(entries), "the Sequential model has no layers")
     if entries[0]["class_name"] != "InputLayer":
         implied = _input_layer_from(entries[0])
@@ -196,10 +299,11 @@ def _parse_sequential(
     for entry in entries:
         name = _layer_name(entry)
         calls = [] if previous is None else [[previous]]
-        layers.append(KerasLayer(name, entry["class_name"], entry["config"], calls))
+        kwargs: list[dict[str, Any]] = [] if previous is None else [{}]
+        layers.append(KerasLayer(name, entry["class_name"], entry["config"], calls, [], kwargs))
         previous = TensorRef(name)
     assert previous is not None
-    return layers, [TensorRef(layers[0].name)], [previous]
+    return KerasGraph(layers, [TensorRef(layers[0].name)], [previous])
 
 
 def _io_refs(value: Any, what: str) -> list[TensorRef]:
@@ -209,18 +313,118 @@ def _io_refs(value: Any, what: str) -> list[TensorRef]:
     return [_tensor_ref(item, what) for item in items]
 
 
-def _parse_functional(
-    entries: list[dict[str, Any]], config: dict[str, Any]
-) -> tuple[list[KerasLayer], list[TensorRef], list[TensorRef]]:
+def _parse_functional(entries: list[dict[str, Any]], config: dict[str, Any]) -> KerasGraph:
     layers = []
     for entry in entries:
         name = _layer_name(entry)
         nodes = _as_list(entry.get("inbound_nodes", []), f"inbound_nodes of {name!r}")
-        calls = [_parse_call(node, name) for node in nodes]
-        layers.append(KerasLayer(name, entry["class_name"], entry["config"], calls))
+        parsed = [_parse_call(node, name) for node in nodes]
+        layers.append(
+            KerasLayer(
+                name,
+                entry["class_name"],
+                entry["config"],
+                [refs for refs, _ in parsed],
+                [],
+                [kwargs for _, kwargs in parsed],
+            )
+        )
     inputs = _io_refs(config.get("input_layers"), "input_layers")
     outputs = _io_refs(config.get("output_layers"), "output_layers")
-    return layers, inputs, outputs
+    return KerasGraph(layers, inputs, outputs)
+
+
+def _flatten(graph: KerasGraph) -> KerasGraph:
+    """Replace every nested model by its own layers, once per call of it.
+
+    An inner layer keeps its name unless an outer layer (or another nested model's layer)
+    has it already; then it becomes '<nested model>/<inner layer>'.
+    """
+    taken = {layer.name for layer in graph.layers if layer.inner is None}
+    layers: list[KerasLayer] = []
+    nested_outputs: dict[TensorRef, TensorRef] = {}
+    for layer in graph.layers:
+        if layer.inner is None:
+            layers.append(layer)
+            continue
+        inner = _flatten(layer.inner)
+        first_node = _first_call_node(graph, layer)
+        for call_index, call_inputs in enumerate(layer.calls):
+            prefix = layer.name if len(layer.calls) == 1 else f"{layer.name}/{call_index}"
+            node = first_node + call_index
+            layers.extend(
+                _splice(inner, prefix, call_inputs, taken, layer.name, node, nested_outputs)
+            )
+
+    def resolve(ref: TensorRef) -> TensorRef:
+        for _ in range(len(nested_outputs) + 1):
+            if ref not in nested_outputs:
+                return ref
+            ref = nested_outputs[ref]
+        raise UserError("nested models refer to each other in a cycle; the model is damaged")
+
+    for layer in layers:
+        layer.calls = [[resolve(r) for r in call] for call in layer.calls]
+    return KerasGraph(
+        layers, [resolve(r) for r in graph.inputs], [resolve(r) for r in graph.outputs]
+    )
+
+
+def _first_call_node(graph: KerasGraph, nested: KerasLayer) -> int:
+    """The node index the outer model's references give the nested model's first call.
+
+    tf.keras counts the node that built the nested model (its input linked to its outputs)
+    as node 0 and leaves it out of the config, so references to the first call say node 1;
+    Keras 3 says node 0. The references show which: an index past the calls means 1.
+    """
+    refs = [r for layer in graph.layers for call in layer.calls for r in call]
+    nodes = [r.node for r in [*refs, *graph.outputs] if r.layer == nested.name]
+    return 1 if nodes and max(nodes) >= len(nested.calls) else 0
+
+
+def _splice(
+    inner: KerasGraph,
+    prefix: str,
+    call_inputs: list[TensorRef],
+    taken: set[str],
+    nested_name: str,
+    node: int,
+    nested_outputs: dict[TensorRef, TensorRef],
+) -> list[KerasLayer]:
+    _require(
+        len(call_inputs) == len(inner.inputs),
+        f"nested model {nested_name!r} takes {len(inner.inputs)} inputs but is called with "
+        f"{len(call_inputs)}; the model config is damaged",
+    )
+    by_input = dict(zip(inner.inputs, call_inputs, strict=True))
+    input_layers = {ref.layer for ref in inner.inputs}
+    renamed: dict[str, str] = {}
+    for layer in inner.layers:
+        if layer.name in input_layers:
+            continue
+        name = layer.name if layer.name not in taken else f"{prefix}/{layer.name}"
+        _require(name not in taken, f"layer name {name!r} appears twice; the model is damaged")
+        taken.add(name)
+        renamed[layer.name] = name
+
+    def remap(ref: TensorRef) -> TensorRef:
+        if ref in by_input:
+            return by_input[ref]
+        _require(
+            ref.layer in renamed,
+            f"nested model {nested_name!r} reads {ref.layer!r}, which it never computes; "
+            "the model config is damaged",
+        )
+        return TensorRef(renamed[ref.layer], ref.node, ref.index)
+
+    spliced = [
+        replace(layer, name=renamed[layer.name], calls=[[remap(r) for r in c] for c in layer.calls])
+        for layer in inner.layers
+        if layer.name in renamed
+    ]
+    for index, output in enumerate(inner.outputs):
+        nested_outputs[TensorRef(nested_name, node, index)] = remap(output)
+    return spliced
 
 
 def _decode(value: Any) -> str:
@@ -232,14 +436,43 @@ def _dataset_weight(dataset: Any, name: str) -> Weight:
     return Weight(name, tuple(int(d) for d in dataset.shape), lambda: dataset[()])
 
 
-def _attach_legacy_h5_weights(layers: list[KerasLayer], root: h5py.File) -> None:
+def _attach_legacy_h5_weights(graph: KerasGraph, root: h5py.File) -> None:
     group = root.get("model_weights", root)
-    for layer in layers:
+    for layer in graph.layers:
         if layer.name not in group:
             continue
         layer_group = group[layer.name]
         names = [_decode(n) for n in np.atleast_1d(layer_group.attrs.get("weight_names", []))]
-        layer.weights = [_dataset_weight(layer_group.get(n), n) for n in names]
+        if layer.inner is not None:
+            _attach_nested_h5_weights(layer, layer_group, names)
+        else:
+            layer.weights = [_dataset_weight(layer_group.get(n), n) for n in names]
+
+
+def _leaves(graph: KerasGraph) -> Iterator[KerasLayer]:
+    for layer in graph.layers:
+        if layer.inner is None:
+            yield layer
+        else:
+            yield from _leaves(layer.inner)
+
+
+def _attach_nested_h5_weights(nested: KerasLayer, group: h5py.Group, names: list[str]) -> None:
+    """A nested model's group lists all its weights as '<path>/<weight>', the path ending in
+    the inner layer's name (Keras 3 puts the names of the models that built the layer in
+    front: 'block/conv/kernel'). Each weight goes to the inner layer with the longest name
+    that ends its path (layer names may hold '/': DenseNet's 'conv1/conv')."""
+    assert nested.inner is not None
+    leaves = {layer.name: layer for layer in _leaves(nested.inner)}
+    owned: dict[str, list[Weight]] = {}
+    for name in names:
+        path = name.rsplit("/", 1)[0]
+        owners = [n for n in leaves if path == n or path.endswith("/" + n)]
+        if owners:
+            owner = max(owners, key=len)
+            owned.setdefault(owner, []).append(_dataset_weight(group.get(name), name))
+    for name, weights in owned.items():
+        leaves[name].weights = weights
 
 
 def _snake_case(name: str) -> str:
@@ -248,10 +481,11 @@ def _snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _attach_keras3_weights(layers: list[KerasLayer], root: h5py.File, sequential: bool) -> None:
+def _attach_keras3_weights(graph: KerasGraph, root: h5py.Group, sequential: bool) -> None:
     group = root.get("layers")
-    if group is None:
+    if not isinstance(group, h5py.Group):
         return
+    layers = graph.layers
     by_name: dict[str, h5py.Group] = {}
     for key in group:
         vars_group = group[key].get("vars")
@@ -267,6 +501,11 @@ def _attach_keras3_weights(layers: list[KerasLayer], root: h5py.File, sequential
         count = seen.get(base, 0)
         seen[base] = count + 1
         key = base if count == 0 else f"{base}_{count}"
+        if layer.inner is not None:
+            if isinstance(group.get(key), h5py.Group):
+                inner_sequential = layer.class_name == "Sequential"
+                _attach_keras3_weights(layer.inner, group[key], inner_sequential)
+            continue
         vars_group = by_name.get(layer.name)
         if vars_group is None and key in group:
             vars_group = group[key].get("vars")
@@ -309,10 +548,10 @@ def _read_legacy_h5(path: Path) -> Iterator[KerasModel]:
                 "save the whole model with model.save('model.h5')"
             )
         model_config = _load_json(_decode(root.attrs["model_config"]), "model_config")
-        layers, inputs, outputs = _parse_architecture(model_config)
-        _attach_legacy_h5_weights(layers, root)
+        graph = _parse_architecture(model_config)
+        _attach_legacy_h5_weights(graph, root)
         writer = _decode(root.attrs.get("keras_version", "unknown"))
-        yield KerasModel(layers, inputs, outputs, f"Keras {writer} HDF5")
+        yield _finish(graph, writer, f"Keras {writer} HDF5")
 
 
 @contextlib.contextmanager
@@ -328,7 +567,7 @@ def _read_keras_zip(path: Path) -> Iterator[KerasModel]:
             else {}
         )
         writer = metadata.get("keras_version", "3") if isinstance(metadata, dict) else "3"
-        layers, inputs, outputs = _parse_architecture(model_config)
+        graph = _parse_architecture(model_config)
         if "model.weights.h5" not in names:
             raise UserError(f"{path} has no model.weights.h5: save the model with its weights")
         member = archive.getinfo("model.weights.h5")
@@ -337,8 +576,17 @@ def _read_keras_zip(path: Path) -> Iterator[KerasModel]:
             h5py.File(weights_file, "r") as root,
         ):
             sequential = model_config.get("class_name") == "Sequential"
-            _attach_keras3_weights(layers, root, sequential)
-            yield KerasModel(layers, inputs, outputs, f"Keras {writer} .keras")
+            _attach_keras3_weights(graph, root, sequential)
+            yield _finish(graph, str(writer), f"Keras {writer} .keras")
+
+
+def _finish(graph: KerasGraph, writer: str, source: str) -> KerasModel:
+    """The flat model, each layer marked with the major version of the Keras that wrote it."""
+    flat = _flatten(graph)
+    major = 2 if writer.startswith(("1.", "2.")) else 3
+    for layer in flat.layers:
+        layer.keras_major = major
+    return KerasModel(flat.layers, flat.inputs, flat.outputs, source)
 
 
 class _StoredMember(io.RawIOBase):

@@ -8,6 +8,14 @@ Each converter is an `Op` subclass registered under the Keras class names it han
 A second registration of a class name is an error, so a converter can never be replaced
 silently; the kit's own converters are registered when `unetkit.keras2onnx` is imported,
 and a user registers one for a custom layer class the same way, before converting.
+
+A converter registered as "<class>:<layer name>" converts that one layer only (a Lambda,
+whose class says nothing about what it computes): it is looked up before the class's own.
+
+A class the registry lacks is converted as its base class where the file shows that base:
+neither format records a layer's base class, so the kit goes by the name and the config. A
+class whose name ends in "Dropout" and whose config has Dropout's `rate` (efficientnet's
+FixedDropout) is a Dropout subclass: a no-op at inference, as Keras's own predict treats it.
 """
 
 from __future__ import annotations
@@ -69,11 +77,18 @@ def registrations() -> list[Registration]:
 
 
 def supported_layers() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(name for name in _REGISTRY if ":" not in name)
+
+
+def _registration(layer: KerasLayer) -> Registration | None:
+    found = _REGISTRY.get(f"{layer.class_name}:{layer.name}") or _REGISTRY.get(layer.class_name)
+    if found is None and layer.class_name.endswith("Dropout") and "rate" in layer.config:
+        found = _REGISTRY.get("Dropout")  # a Dropout subclass (efficientnet's FixedDropout)
+    return found
 
 
 def make_op(layer: KerasLayer, layout: str) -> Op:
-    registration = _REGISTRY.get(layer.class_name)
+    registration = _registration(layer)
     if registration is None:
         raise UserError(
             f"layer {layer.name!r} of class {layer.class_name} is not supported: register a "

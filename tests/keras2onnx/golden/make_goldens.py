@@ -1,8 +1,9 @@
 """Make the converter's test models and their golden outputs with real Keras.
 
 Run with the Keras dev environment (TensorFlow + tf-keras + Keras 3):
-    .venv-keras/bin/python tests/keras2onnx/golden/make_goldens.py
-It rewrites models/ and manifest.json beside it. Every model gets random (seeded) weights,
+    .venv-keras/bin/python tests/keras2onnx/golden/make_goldens.py [CASE ...]
+It rewrites models/ and manifest.json beside it (only the named cases, if any; "unsupported"
+names the models that have no goldens). Every model gets random (seeded) weights,
 BatchNormalization statistics included, and golden PROB outputs that Keras itself computes
 on random uint8 images normalized as the exported graph does.
 """
@@ -26,13 +27,23 @@ HERE = Path(__file__).resolve().parent
 MODELS = HERE / "models"
 
 
+def leaves(model: Any) -> list[Any]:
+    """The model's layers, those of nested models included."""
+    found = []
+    for layer in model.layers:
+        found.extend(leaves(layer) if hasattr(layer, "layers") else [layer])
+    return found
+
+
 def randomize(model: Any, rng: np.random.Generator) -> None:
     """Give every weight a random value so that no bias or BN statistic is trivial."""
-    for layer in model.layers:
+    for layer in leaves(model):
         weights = layer.get_weights()
         if not weights:
             continue
-        if type(layer).__name__ == "BatchNormalization":
+        if type(layer).__name__ == "PReLU":
+            new = [rng.uniform(0.05, 0.3, w.shape) for w in weights]
+        elif type(layer).__name__ == "BatchNormalization":
             new = []
             for w, var in zip(weights, layer.weights, strict=True):
                 name = var.name.split("/")[-1].split(":")[0]
@@ -243,10 +254,145 @@ def custom_layer(k: Any, shape: tuple[Any, ...]) -> Any:
     return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
 
 
+def new_layers(k: Any, shape: tuple[Any, ...]) -> Any:
+    """The layers and activations the libraries' U-Nets use beyond a plain U-Net: in-model
+    preprocessing, depthwise/separable convolutions, squeeze-and-excitation (global pooling,
+    Reshape, Dense, Multiply by a vector), a broadcast attention map, Permute, the other
+    merges, bicubic upsampling, Conv2DTranspose with output_padding, a Dropout subclass of the
+    user's own, and the activations that differ between Keras versions."""
+    L = k.layers
+    keras3 = k is keras
+
+    class FixedDropout(L.Dropout):  # efficientnet's pattern: a Dropout subclass
+        pass
+
+    if keras3:
+        FixedDropout = keras.saving.register_keras_serializable("unetkit_test")(FixedDropout)
+
+    def swish(x: Any) -> Any:  # a function activation: Keras 3 saves it as a dict
+        return x * k.activations.sigmoid(x)
+
+    inputs = L.Input(shape)
+    x = L.Rescaling([0.5, 1.0, 2.0], offset=0.1)(inputs)
+    x = L.Normalization(mean=[0.4, 0.5, 0.6], variance=[0.05, 0.06, 0.07])(x)
+    x = L.Conv2D(8, 3, padding="same", activation=swish)(x)
+    x = L.BatchNormalization()(x)
+    x = L.ELU(alpha=0.5)(x)
+    d = L.DepthwiseConv2D(3, strides=2, padding="same", depth_multiplier=2)(x)
+    d = L.PReLU(shared_axes=[1, 2])(d)
+    d = FixedDropout(0.3, name="fixed_dropout")(d)
+    s = L.SeparableConv2D(8, 3, padding="same", depth_multiplier=2, activation="gelu")(d)
+    se = L.GlobalAveragePooling2D()(s)
+    se = L.Reshape((1, 1, 8))(se)
+    se = L.Dense(4, activation="relu")(se)
+    se = L.Dense(8, activation="hard_sigmoid")(se)
+    s = L.Multiply()([s, se])
+    s = L.Subtract()([s, L.GlobalMaxPooling2D(keepdims=True)(s)])
+    s = L.Multiply()([s, L.Conv2D(1, 1, activation="sigmoid")(s)])  # an attention map
+    p = L.Permute((2, 1, 3))(L.Permute((2, 1, 3))(s))
+    s = L.Add()([L.Average()([s, p]), L.Maximum()([s, p]), L.Minimum()([s, p])])
+    s = L.Activation("mish" if keras3 else "softplus")(s)
+    up = L.UpSampling2D(2, interpolation="bicubic")(s)
+    same = L.Conv2DTranspose(8, 3, strides=2, padding="same", output_padding=1)(s)
+    valid = L.Conv2DTranspose(8, 3, strides=2, padding="valid", output_padding=1)(s)
+    tight = L.Conv2DTranspose(8, 4, strides=2, padding="same", output_padding=1)(s)
+    x = L.Concatenate()(
+        [
+            up,
+            same,
+            L.Cropping2D(((1, 1), (2, 0)))(valid),
+            L.ZeroPadding2D(((0, 1), (0, 1)))(tight),
+            x,
+        ]
+    )
+    if keras3:
+        x = L.Activation("hard_swish")(L.Conv2D(8, 3, padding="same", activation="relu6")(x))
+    else:
+        x = L.ThresholdedReLU(theta=0.1)(L.Conv2D(8, 3, padding="same", activation="softsign")(x))
+        x = L.UpSampling2D(1, interpolation="area")(x)
+    x = L.Activation("hard_sigmoid")(L.Conv2D(6, 3, padding="same")(x))
+    outputs = L.Conv2D(3, 1, activation="softmax")(x)
+    return k.Model(inputs, outputs)
+
+
+def nested(k: Any, shape: tuple[Any, ...]) -> Any:
+    """A functional encoder called as a layer, and a Sequential block called twice (shared
+    weights): what the converter flattens."""
+    L = k.layers
+    enc_in = L.Input(shape)
+    a = L.Conv2D(4, 3, padding="same", activation="relu", name="conv")(enc_in)
+    b = L.BatchNormalization(name="bn")(L.Conv2D(6, 3, strides=2, padding="same")(a))
+    encoder = k.Model(enc_in, [a, b], name="encoder")
+    block = k.Sequential(
+        [L.Input((None, None, 6)), L.Conv2D(6, 3, padding="same", name="conv"), L.ReLU()],
+        name="block",
+    )
+    inputs = L.Input(shape)
+    skip, x = encoder(inputs)
+    x = block(block(x))  # the same block twice: shared weights
+    x = L.UpSampling2D(2)(x)
+    x = L.Concatenate()([x, skip])
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid", name="conv")(x))
+
+
+def tf_functions(k: Any, shape: tuple[Any, ...]) -> Any:
+    """TensorFlow functions called on Keras tensors (tf.keras saves them as TFOpLambda)."""
+    import tensorflow as tf
+
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(6, 3, padding="same")(inputs)
+    y = L.Conv2D(6, 3, padding="same")(inputs)
+    x = tf.nn.relu(x + y) * 0.5 + tf.math.sigmoid(y)
+    x = 1.0 - tf.maximum(x, y) / 3.0
+    squeeze = tf.expand_dims(tf.expand_dims(tf.reduce_mean(x, axis=[1, 2]), 1), 1)
+    x = x * tf.math.sigmoid(L.Conv2D(6, 1)(squeeze))
+    x = x - tf.reduce_max(x, axis=[1, 2], keepdims=True)
+    x = tf.transpose(tf.transpose(x, [0, 2, 1, 3]), [0, 2, 1, 3])
+    x = tf.concat([x, tf.nn.relu6(inputs)], axis=-1)
+    x = tf.nn.softmax(L.Conv2D(3, 1)(x), axis=-1)
+    return k.Model(inputs, x)
+
+
+def tf_resize(k: Any, shape: tuple[Any, ...]) -> Any:
+    """TensorFlow resizes to fixed sizes and a reshape: the network takes its input size only."""
+    import tensorflow as tf
+
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    a = tf.image.resize(x, (24, 24))
+    b = tf.compat.v1.image.resize(x, (24, 24), align_corners=True)
+    c = tf.image.resize(x, (24, 24), method="nearest")
+    x = tf.concat([a, b, c, L.UpSampling2D(2)(x)], axis=-1)  # 24x24 only from 12x12
+    x = tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, 24, 24, 16])
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
+
+
+def user_lambda(k: Any, shape: tuple[Any, ...]) -> Any:
+    """A Lambda of the user's own: converts only once a converter is registered for it."""
+    L = k.layers
+    inputs = L.Input(shape)
+    x = L.Conv2D(3, 3, padding="same")(inputs)
+    x = L.Lambda(lambda t: t * 2.0 + 1.0, name="scale_shift")(x)
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
+
+
 def unsupported(k: Any) -> Any:
     L = k.layers
     inputs = L.Input((16, 16, 1))
-    x = L.DepthwiseConv2D(3, padding="same")(inputs)
+    x = L.LayerNormalization()(L.Conv2D(2, 3, padding="same")(inputs))
+    return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
+
+
+def finite_dynamic(k: Any) -> Any:
+    """Built for any size, but a resize to 16x16 concatenated with the input: the network runs
+    at 16x16 only (the converter asks for --input-size)."""
+    import tensorflow as tf
+
+    L = k.layers
+    inputs = L.Input((None, None, 2))
+    x = tf.concat([tf.image.resize(inputs, (16, 16)), inputs], axis=-1)
     return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
 
 
@@ -369,7 +515,110 @@ CASES: list[dict[str, Any]] = [
         "rule": [1, 1, 1, 1],
         "needs_converter": "ChannelScale",
     },
-    # Appended last so the cases above keep their seeds.
+    {
+        "name": "new_layers_tf",
+        "build": new_layers,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 3),
+        "sizes": [(16, 24), (10, 8)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "new_layers_k3",
+        "build": new_layers,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 3),
+        "sizes": [(16, 24), (10, 8)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "new_layers_k3h5",
+        "build": new_layers,
+        "writer": "keras3",
+        "suffix": ".h5",
+        "shape": (None, None, 3),
+        "sizes": [(12, 12), (6, 14)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "nested_tf",
+        "build": nested,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 3),
+        "sizes": [(16, 16), (8, 12)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "nested_tfk",
+        "build": nested,
+        "writer": "tf_keras",
+        "suffix": ".keras",
+        "shape": (None, None, 3),
+        "sizes": [(16, 16), (8, 12)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "nested_k3",
+        "build": nested,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 3),
+        "sizes": [(16, 16), (8, 12)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "nested_k3h5",
+        "build": nested,
+        "writer": "keras3",
+        "suffix": ".h5",
+        "shape": (None, None, 3),
+        "sizes": [(16, 16), (8, 12)],
+        "rule": [2, 2, 2, 2],
+    },
+    {
+        "name": "tf_functions_tf",
+        "build": tf_functions,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 3),
+        "sizes": [(12, 12), (7, 9)],
+        "rule": [1, 1, 1, 1],
+    },
+    {
+        "name": "tf_resize_tf",
+        "build": tf_resize,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (12, 12, 3),
+        "sizes": [(12, 12), (12, 12)],
+        "rule": [1, 12, 1, 12],
+        "pinned": True,
+    },
+    # Convert only once a converter for that one Lambda is registered (test_registry.py).
+    {
+        "name": "user_lambda_tf",
+        "build": user_lambda,
+        "writer": "tf_keras",
+        "suffix": ".h5",
+        "shape": (None, None, 2),
+        "sizes": [(8, 12), (5, 7)],
+        "rule": [1, 1, 1, 1],
+        "needs_converter": "Lambda:scale_shift",
+    },
+    {
+        "name": "user_lambda_k3",
+        "build": user_lambda,
+        "writer": "keras3",
+        "suffix": ".keras",
+        "shape": (None, None, 2),
+        "sizes": [(8, 12), (5, 7)],
+        "rule": [1, 1, 1, 1],
+        "needs_converter": "Lambda:scale_shift",
+    },
+    # Merged after the cases above were generated: it keeps the seed it was made with.
     {
         "name": "ronneberger_tf",
         "build": ronneberger_unet,
@@ -378,6 +627,7 @@ CASES: list[dict[str, Any]] = [
         "shape": (None, None, 1),
         "sizes": [(188, 188), (204, 236)],
         "rule": [16, 188, 16, 188],
+        "seed": 12,
     },
 ]
 
@@ -389,8 +639,9 @@ def predict(model: Any, images: np.ndarray, mean: np.ndarray, std: np.ndarray) -
 
 def make_case(case: dict[str, Any], index: int) -> dict[str, Any]:
     k: Any = tf_keras if case["writer"] == "tf_keras" else keras
-    k.utils.set_random_seed(index)
-    rng = np.random.default_rng(1000 + index)
+    seed = case.get("seed", index)
+    k.utils.set_random_seed(seed)
+    rng = np.random.default_rng(1000 + seed)
     model = case["build"](k, case["shape"])
     randomize(model, rng)
     path = MODELS / f"{case['name']}{case['suffix']}"
@@ -430,13 +681,22 @@ def make_case(case: dict[str, Any], index: int) -> dict[str, Any]:
         },
         "classes": int(arrays["prob_0"].shape[-1]),
         "needs_converter": case.get("needs_converter"),
+        "pinned": bool(case.get("pinned", False)),
     }
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Every case, or the cases named as arguments (the others keep their files)."""
     MODELS.mkdir(parents=True, exist_ok=True)
+    only = set(argv)
+    manifest = HERE / "manifest.json"
+    kept = {c["name"]: c for c in json.loads(manifest.read_text())["cases"]} if only else {}
     entries = []
     for index, case in enumerate(CASES):
+        if only and case["name"] not in only:
+            if case["name"] in kept:
+                entries.append(kept[case["name"]])
+            continue
         try:
             entries.append(make_case(case, index))
         except Exception as e:  # report which case the installed Keras cannot build
@@ -445,10 +705,12 @@ def main() -> int:
             )
             continue
         print(f"{case['name']}: ok")
-    unsupported(keras).save(MODELS / "unsupported_depthwise.keras")
-    (HERE / "manifest.json").write_text(json.dumps({"cases": entries}, indent=1) + "\n")
+    if not only or "unsupported" in only:
+        unsupported(keras).save(MODELS / "unsupported_layernorm.keras")
+        finite_dynamic(tf_keras).save(MODELS / "finite_dynamic_tf.h5")
+    manifest.write_text(json.dumps({"cases": entries}, indent=1) + "\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

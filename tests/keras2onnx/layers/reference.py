@@ -9,6 +9,7 @@ with plain numpy so that these tests need no TensorFlow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from unetkit.keras2onnx.keras_file import KerasLayer, Weight
+from unetkit.keras2onnx.layers.base import Shape, with_rank
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import make_op
 
@@ -28,15 +30,32 @@ def random(*shape: int) -> np.ndarray:
 
 
 def keras_layer(
-    class_name: str, config: dict[str, Any], weights: Sequence[np.ndarray] = ()
+    class_name: str,
+    config: dict[str, Any],
+    weights: Sequence[np.ndarray] = (),
+    *,
+    keras_major: int = 3,
+    call_kwargs: dict[str, Any] | None = None,
+    weight_names: Sequence[str] | None = None,
+    name: str = "layer",
 ) -> KerasLayer:
+    names = weight_names or [f"{name}/{i}" for i in range(len(weights))]
     return KerasLayer(
-        name="layer",
+        name=name,
         class_name=class_name,
         config=config,
         calls=[],
-        weights=[Weight(f"layer/{i}", w.shape, lambda w=w: w) for i, w in enumerate(weights)],
+        weights=[Weight(n, w.shape, lambda w=w: w) for n, w in zip(names, weights, strict=True)],
+        call_kwargs=[] if call_kwargs is None else [call_kwargs],
+        keras_major=keras_major,
     )
+
+
+def input_shape(x: np.ndarray, dynamic: bool, rank: int = 4) -> Shape:
+    """The converter's shape of an NCHW array (a rank < 4 Keras tensor is [N, C, 1, 1])."""
+    if rank < 4:
+        return with_rank((x.shape[1], 1, 1), rank)
+    return (x.shape[1], None, None) if dynamic else (x.shape[1], x.shape[2], x.shape[3])
 
 
 def convert_layer(
@@ -44,16 +63,16 @@ def convert_layer(
     inputs: Sequence[np.ndarray],
     layout: str = "channels_last",
     dynamic: bool = True,
+    ranks: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The converted layer's output for NCHW `inputs`.
 
     dynamic: H and W unknown while converting (what the kit exports), else the inputs' own.
+    ranks: the Keras ranks of the inputs (default 4; a (batch, C) vector is [N, C, 1, 1]).
     """
     op = make_op(layer, layout)
-    shapes = [
-        (x.shape[1], None, None) if dynamic else (x.shape[1], x.shape[2], x.shape[3])
-        for x in inputs
-    ]
+    ranks = ranks or [4] * len(inputs)
+    shapes = [input_shape(x, dynamic, r) for x, r in zip(inputs, ranks, strict=True)]
     g = GraphBuilder()
     names = [g.reserve(f"x{i}") for i in range(len(inputs))]
     out = op.emit(g, names, shapes)
@@ -71,7 +90,11 @@ def convert_layer(
     model.ir_version = 8
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (result,) = session.run(None, {n: x for n, x in zip(names, inputs, strict=True)})
-    declared = op.output_shape([(x.shape[1], x.shape[2], x.shape[3]) for x in inputs])
+    static = [
+        input_shape(x, False, r) if r == 4 else s
+        for x, r, s in zip(inputs, ranks, shapes, strict=True)
+    ]
+    declared = op.output_shape(static)
     assert tuple(declared) == result.shape[1:], (declared, result.shape)
     return result
 
@@ -120,6 +143,76 @@ def conv2d(
             out += np.einsum("nihw,io->nohw", patch, kernel[dy, dx])
     if bias is not None:
         out += bias[None, :, None, None]
+    return out.astype(np.float32)
+
+
+def depthwise_conv2d(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None = None,
+    strides: tuple[int, int] = (1, 1),
+    padding: str = "valid",
+    dilation: tuple[int, int] = (1, 1),
+) -> np.ndarray:
+    """kernel [kh, kw, C, M]: output channel c*M + m is channel c through filter m."""
+    _, _, c, m = kernel.shape
+    outs = []
+    for channel in range(c):
+        for k in range(m):
+            single = kernel[:, :, channel : channel + 1, k : k + 1]
+            outs.append(
+                conv2d(x[:, channel : channel + 1], single, None, strides, padding, dilation)
+            )
+    out = np.concatenate(outs, axis=1)
+    if bias is not None:
+        out = out + bias[None, :, None, None]
+    return out.astype(np.float32)
+
+
+def conv2d_transpose_padded(
+    x: np.ndarray,
+    kernel: np.ndarray,
+    bias: np.ndarray | None,
+    strides: tuple[int, int],
+    padding: str,
+    output_padding: tuple[int, int],
+) -> np.ndarray:
+    """Conv2DTranspose with output_padding, as TensorFlow computes it: the full transposed
+    convolution ((in - 1)*s + k), cropped to Keras's size (in - 1)*s + k - 2*pad + p (pad
+    k // 2 for 'same') with the crop's odd pixel at the end, or extended with zeros."""
+    n, _, h, w = x.shape
+    kh, kw = kernel.shape[:2]
+    full = np.zeros((n, kernel.shape[2], (h - 1) * strides[0] + kh, (w - 1) * strides[1] + kw))
+    for dy in range(kh):
+        for dx in range(kw):
+            full[
+                :,
+                :,
+                dy : dy + (h - 1) * strides[0] + 1 : strides[0],
+                dx : dx + (w - 1) * strides[1] + 1 : strides[1],
+            ] += np.einsum("nihw,oi->nohw", x, kernel[dy, dx])
+    sizes, begins = [], []
+    for size, k, s, p in (
+        (h, kh, strides[0], output_padding[0]),
+        (w, kw, strides[1], output_padding[1]),
+    ):
+        pad = k // 2 if padding == "same" else 0
+        out = (size - 1) * s + k - 2 * pad + p
+        total = (size - 1) * s + k - out
+        sizes.append(out)
+        begins.append(max(total, 0) // 2)
+    full = np.pad(
+        full,
+        (
+            (0, 0),
+            (0, 0),
+            (0, max(sizes[0] - full.shape[2], 0)),
+            (0, max(sizes[1] - full.shape[3], 0)),
+        ),
+    )
+    out = full[:, :, begins[0] : begins[0] + sizes[0], begins[1] : begins[1] + sizes[1]]
+    if bias is not None:
+        out = out + bias[None, :, None, None]
     return out.astype(np.float32)
 
 
@@ -222,6 +315,37 @@ def resize_bilinear_half_pixel(x: np.ndarray, scale: tuple[int, int]) -> np.ndar
     return np.einsum("yh,nchw,xw->ncyx", rows, x.astype(np.float64), cols).astype(np.float32)
 
 
+def resize_bicubic_half_pixel(x: np.ndarray, scale: tuple[int, int]) -> np.ndarray:
+    """tf.image.resize(method='bicubic'): Keys' cubic (a = -0.5) at half-pixel centres; taps
+    outside the image get weight 0 and the others are renormalized (TensorFlow 2)."""
+
+    def keys(t: np.ndarray) -> np.ndarray:
+        t = np.abs(t)
+        a = -0.5
+        return np.where(
+            t <= 1,
+            (a + 2) * t**3 - (a + 3) * t**2 + 1,
+            np.where(t < 2, a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a, 0.0),
+        )
+
+    def axis_weights(size: int, factor: int) -> np.ndarray:
+        matrix = np.zeros((size * factor, size))
+        for out in range(size * factor):
+            source = (out + 0.5) / factor - 0.5
+            base = int(np.floor(source))
+            taps = [base + d for d in (-1, 0, 1, 2)]
+            weights = np.array([keys(source - t) if 0 <= t < size else 0.0 for t in taps])
+            weights /= weights.sum()
+            for t, wt in zip(taps, weights, strict=True):
+                if 0 <= t < size:
+                    matrix[out, t] += wt
+        return matrix
+
+    rows = axis_weights(x.shape[2], scale[0])
+    cols = axis_weights(x.shape[3], scale[1])
+    return np.einsum("yh,nchw,xw->ncyx", rows, x.astype(np.float64), cols).astype(np.float32)
+
+
 def softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -231,9 +355,37 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def gelu(x: np.ndarray) -> np.ndarray:
+    erf = np.vectorize(math.erf)
+    return 0.5 * x * (1.0 + erf(x.astype(np.float64) / math.sqrt(2.0)))
+
+
+def gelu_tanh(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def hard_sigmoid(x: np.ndarray, keras_major: int = 3) -> np.ndarray:
+    """Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2 x + 0.5, 0, 1)."""
+    if keras_major == 2:
+        return np.clip(0.2 * x + 0.5, 0.0, 1.0)
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def softplus(x: np.ndarray) -> np.ndarray:
+    return np.log1p(np.exp(x))
+
+
 ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": lambda x: np.maximum(x, 0),
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "gelu": gelu,
+    "hard_sigmoid": hard_sigmoid,
+    "hard_swish": lambda x: x * hard_sigmoid(x),
+    "hard_silu": lambda x: x * hard_sigmoid(x),
+    "mish": lambda x: x * np.tanh(softplus(x)),
+    "softplus": softplus,
+    "softsign": lambda x: x / (1 + np.abs(x)),
     "sigmoid": sigmoid,
     "tanh": np.tanh,
     "elu": lambda x: np.where(x > 0, x, np.expm1(x)),

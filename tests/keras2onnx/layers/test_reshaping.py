@@ -1,8 +1,13 @@
-"""ZeroPadding2D and Cropping2D, with asymmetric amounts."""
+"""ZeroPadding2D and Cropping2D with asymmetric amounts; Reshape and Permute in Keras's
+element order (channels last), between vectors, 1x1 maps and images."""
 
 import numpy as np
+import pytest
 
 from tests.keras2onnx.layers.reference import convert_layer, keras_layer, random
+from unetkit.core import UserError
+from unetkit.keras2onnx.layers.base import ShapeMismatch, rank_of, with_rank
+from unetkit.keras2onnx.registry import make_op
 
 
 def test_zero_padding():
@@ -15,3 +20,74 @@ def test_cropping():
     x = random(2, 3, 9, 8)
     out = convert_layer(keras_layer("Cropping2D", {"cropping": [[1, 2], [3, 0]]}), [x])
     np.testing.assert_array_equal(out, x[:, :, 1:-2, 3:])
+
+
+def to_keras(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 2, 3, 1)
+
+
+def from_keras(x: np.ndarray) -> np.ndarray:
+    return x.transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("target", [[1, 1, 6], [1, 1, -1]])
+def test_reshape_of_a_vector_to_a_1x1_map_is_free(target):
+    """The squeeze-and-excitation step: (batch, C) -> (batch, 1, 1, C)."""
+    x = random(2, 6, 1, 1)
+    layer = keras_layer("Reshape", {"target_shape": target})
+    np.testing.assert_array_equal(convert_layer(layer, [x], ranks=[2]), x)
+    shape = make_op(layer, "channels_last").output_shape([with_rank((6, 1, 1), 2)])
+    assert shape == (6, 1, 1) and rank_of(shape) == 4
+
+
+@pytest.mark.parametrize(
+    ("target", "keras_out"),
+    [
+        ([4, 3, 2], lambda k: k.reshape(2, 4, 3, 2)),
+        ([-1], lambda k: k.reshape(2, -1)),
+        ([2, 2, -1], lambda k: k.reshape(2, 2, 2, -1)),
+    ],
+)
+def test_reshape_follows_keras_element_order(target, keras_out):
+    x = random(2, 2, 3, 4)  # Keras (batch, 3, 4, 2)
+    layer = keras_layer("Reshape", {"target_shape": target})
+    out = convert_layer(layer, [x], dynamic=False)
+    expected = keras_out(to_keras(x))
+    if expected.ndim == 2:
+        np.testing.assert_array_equal(out[:, :, 0, 0], expected)
+    else:
+        np.testing.assert_array_equal(out, from_keras(expected))
+
+
+def test_reshape_to_the_wrong_size_is_a_mismatch():
+    op = make_op(keras_layer("Reshape", {"target_shape": [5, 5, 2]}), "channels_last")
+    with pytest.raises(ShapeMismatch, match="cannot reshape"):
+        op.output_shape([(2, 3, 4)])
+
+
+def test_reshape_that_leaves_channels_to_the_image_size_is_refused():
+    op = make_op(keras_layer("Reshape", {"target_shape": [4, 4, -1]}), "channels_last")
+    with pytest.raises(UserError, match="known channel count"):
+        op.output_shape([(2, None, None)])
+
+
+@pytest.mark.parametrize("dims", [[2, 1, 3], [1, 2, 3], [3, 1, 2], [2, 3, 1]])
+def test_permute_reorders_keras_axes(dims):
+    x = random(2, 3, 3, 3)
+    out = convert_layer(keras_layer("Permute", {"dims": dims}), [x], dynamic=False)
+    expected = to_keras(x).transpose(0, *dims)
+    np.testing.assert_array_equal(out, from_keras(expected))
+
+
+def test_permute_of_channels_first_images():
+    x = random(2, 3, 4, 5)
+    out = convert_layer(
+        keras_layer("Permute", {"dims": [1, 3, 2]}), [x], layout="channels_first", dynamic=False
+    )
+    np.testing.assert_array_equal(out, x.transpose(0, 1, 3, 2))
+
+
+def test_permute_moving_an_unknown_size_into_the_channels_is_refused():
+    op = make_op(keras_layer("Permute", {"dims": [3, 2, 1]}), "channels_last")
+    with pytest.raises(UserError, match="known channel count"):
+        op.output_shape([(3, None, None)])

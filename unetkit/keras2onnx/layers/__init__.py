@@ -3,9 +3,12 @@
 from unetkit.keras2onnx.layers import (  # noqa: F401  (imported for their registrations)
     activations,
     convolution,
+    core,
+    lambdas,
     merge,
     normalization,
     pooling,
+    preprocessing,
     regularization,
     reshaping,
     upsampling,

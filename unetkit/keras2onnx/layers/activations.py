@@ -1,16 +1,37 @@
-"""Activation layers: Activation, ReLU, LeakyReLU, Softmax."""
+"""Activation layers: Activation, ReLU, LeakyReLU, Softmax, ELU, ThresholdedReLU, GELU, PReLU."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from unetkit.keras2onnx.keras_file import KerasLayer
-from unetkit.keras2onnx.layers.base import SAME_GRID, Alignment, Config, Op, Shape, keras_axis
+from unetkit.keras2onnx.layers.base import (
+    SAME_GRID,
+    Alignment,
+    Config,
+    Op,
+    Shape,
+    ShapeMismatch,
+    describe,
+    keras_axis,
+)
 from unetkit.keras2onnx.layers.functions import emit_activation
-from unetkit.keras2onnx.onnx_graph import GraphBuilder
+from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
 from unetkit.keras2onnx.registry import register_layer
 
 
+class Pointwise(Op):
+    """An op that maps each value on its own: same shape, same pixel grid."""
+
+    def alignment(self) -> Alignment:
+        return SAME_GRID
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        return self.single(shapes)
+
+
 @register_layer("Activation", "ReLU", "LeakyReLU", "Softmax")
-class ActivationLayer(Op):
+class ActivationLayer(Pointwise):
     """Activation, ReLU, LeakyReLU and Softmax layers."""
 
     def __init__(self, layer: KerasLayer, layout: str) -> None:
@@ -37,13 +58,96 @@ class ActivationLayer(Op):
                 self.max_value = c.number("max_value")
         super().__init__(layer, layout)
 
-    def alignment(self) -> Alignment:
-        return SAME_GRID
-
-    def output_shape(self, shapes: list[Shape]) -> Shape:
-        return self.single(shapes)
-
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
         return emit_activation(
             g, inputs[0], self.kind, self.name, self.axis, self.slope, self.max_value
         )
+
+
+@register_layer("ELU")
+class ELU(Pointwise):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.alpha = Config(layer).number("alpha", 1.0)
+        super().__init__(layer, layout)
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        return g.node("Elu", inputs, self.name, alpha=self.alpha)
+
+
+@register_layer("ThresholdedReLU")
+class ThresholdedReLU(Pointwise):
+    """x if x > theta else 0 (tf.keras 2.x)."""
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.theta = Config(layer).number("theta", 1.0)
+        super().__init__(layer, layout)
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        return g.node("ThresholdedRelu", inputs, self.name, alpha=self.theta)
+
+
+@register_layer("GELU")
+class GELU(Pointwise):
+    """A GELU layer class. Keras has none; keras-unet-collection's (the one in the wild) is the
+    tanh approximation and stores no setting; a config `approximate: false` selects the exact
+    erf form."""
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.kind = "gelu_tanh" if Config(layer).flag("approximate", True) else "gelu"
+        super().__init__(layer, layout)
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        return emit_activation(g, inputs[0], self.kind, self.name, 1)
+
+
+@register_layer("PReLU")
+class PReLU(Pointwise):
+    """x if x > 0 else alpha * x, alpha a weight over every non-shared axis.
+
+    Without shared_axes the weight has one value per pixel, so the layer pins the image size
+    (Keras builds it for one size): other sizes are a ShapeMismatch.
+    """
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.config = Config(layer)
+        if len(layer.weights) != 1:
+            raise self.config.fail(f"expected one weight (alpha), found {len(layer.weights)}")
+        super().__init__(layer, layout)
+
+    def _alpha_chw(self) -> tuple[int, int, int]:
+        """The alpha weight's shape as (C, H, W)."""
+        shape = self.layer.weights[0].shape
+        if len(shape) == 1:
+            return shape[0], 1, 1
+        if len(shape) != 3:
+            raise self.config.fail(f"alpha has shape {shape}; expected (H, W, C) or (C,)")
+        if self.layout == "channels_first":
+            return shape[0], shape[1], shape[2]
+        return shape[2], shape[0], shape[1]
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        shape = self.single(shapes)
+        alpha = self._alpha_chw()
+        for have, want in zip(shape, alpha, strict=True):
+            if want != 1 and have is not None and have != want:
+                raise ShapeMismatch(
+                    f"layer {self.name!r} (PReLU) has one alpha per pixel of a "
+                    f"{describe(alpha)} input and cannot take {describe(shape)} (C, H, W)"
+                )
+        return shape
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        (alpha,) = self.config.weights([self.layer.weights[0].shape])
+        chw = self._alpha_chw()
+        perm = (0, 1, 2) if self.layout == "channels_first" else (2, 0, 1)
+
+        def load() -> np.ndarray:
+            value = alpha.load()
+            if value.ndim == 3:
+                value = value.transpose(perm)
+            return value.reshape(chw)
+
+        slope = g.constant(f"{self.name}/alpha", LazyTensor(chw, alpha.dtype, load))
+        return g.node("PRelu", [inputs[0], slope], self.name)

@@ -1,7 +1,10 @@
 """What every layer converter shares: typed config access, shapes, the Op base class.
 
 Inside the graph every tensor is NCHW. A shape is (C, H, W) for one image; H or W is None
-when it is only known at run time. Each op validates its Keras config up front, computes
+when it is only known at run time. A Keras tensor of lower rank (the (batch, C) vector of a
+global pooling, the (batch, 1, C) step of an expand_dims) is stored as [N, C, 1, 1]: its
+shape is (C, 1, 1) carrying its Keras rank (`with_rank`, `rank_of`), which only the
+reshaping layers need. Each op validates its Keras config up front, computes
 output shapes (also for the size search in `unetkit.keras2onnx.size_search`) and emits
 ONNX nodes.
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from unetkit.core import UserError
 from unetkit.keras2onnx.keras_file import KerasLayer, Weight
-from unetkit.keras2onnx.layers.functions import ACTIVATIONS
+from unetkit.keras2onnx.layers.functions import ACTIVATIONS, activation_kind, function_name
 from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
 
 Dim = int | None
@@ -33,6 +36,60 @@ INT64_MAX = np.iinfo(np.int64).max
 
 class ShapeMismatch(Exception):
     """The network cannot take the given input size (used by the size search)."""
+
+
+class _RankedShape(tuple):  # type: ignore[type-arg]
+    """(C, 1, 1) of a Keras tensor of rank 2 or 3, stored as [N, C, 1, 1]."""
+
+    rank: int
+
+
+def with_rank(shape: Shape, rank: int) -> Shape:
+    """`shape` marked as a Keras tensor of `rank` (4: an image, the default)."""
+    if rank == 4:
+        return (shape[0], shape[1], shape[2])
+    ranked = _RankedShape(shape)
+    ranked.rank = rank
+    return ranked  # type: ignore[return-value]
+
+
+def rank_of(shape: Shape) -> int:
+    """The Keras rank of the tensor whose shape this is (4 for images)."""
+    return getattr(shape, "rank", 4)
+
+
+def broadcast(op: Op, shapes: list[Shape]) -> Shape:
+    """The shape of an elementwise merge: Keras expands lower-rank inputs after the batch axis
+    (a (batch, C) vector acts as (batch, 1, 1, C)) and broadcasts dimensions of 1, e.g. a
+    one-channel attention map multiplied into C channels."""
+    if len(shapes) < 2:
+        raise UserError(f"layer {op.name!r} ({op.layer.class_name}) needs at least two inputs")
+    merged: list[Dim] = list(shapes[0])
+    for shape in shapes[1:]:
+        for i, b in enumerate(shape):
+            a = merged[i]
+            if a is not None and b is not None and a != b and 1 not in (a, b):
+                axis = ("channels", "height", "width")[i]
+                raise ShapeMismatch(
+                    f"layer {op.name!r} ({op.layer.class_name}) cannot combine {axis} {a} and "
+                    f"{b} (input shapes {', '.join(describe(s) for s in shapes)}; "
+                    "(C, H, W), None = any size)"
+                )
+            merged[i] = _broadcast_dim(a, b)
+    result: Shape = (merged[0], merged[1], merged[2])  # type: ignore[assignment]
+    return with_rank(result, max(rank_of(s) for s in shapes))
+
+
+def _broadcast_dim(a: Dim, b: Dim) -> Dim:
+    if a == 1:
+        return b
+    if a is None:
+        return None if b in (None, 1) else b
+    return a
+
+
+def describe(shape: Shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
 
 
 class Config:
@@ -112,14 +169,15 @@ class Config:
         return value
 
     def activation(self, key: str = "activation") -> str:
+        """The activation's kind for `emit_activation` (see functions.activation_kind)."""
         value = self.values.get(key, "linear")
-        if value is None:
-            return "linear"
-        if value not in ACTIVATIONS:
+        name = function_name(value)
+        if name is None or name not in ACTIVATIONS:
+            shown = name if name is not None else value
             raise self.fail(
-                f"activation {value!r} is not supported (supported: {', '.join(ACTIVATIONS)})"
+                f"activation {shown!r} is not supported (supported: {', '.join(ACTIVATIONS)})"
             )
-        return value
+        return activation_kind(name, self.layer.keras_major)
 
     def weights(self, expected: list[tuple[int, ...]]) -> list[LazyTensor]:
         """The layer's weights as float32, read from the file only when written."""
@@ -165,6 +223,11 @@ class Op:
 
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
         raise NotImplementedError
+
+    def pins_size(self, shapes: list[Shape]) -> str | None:
+        """Why this op ties the network to the size it was built for, given its input shapes
+        at that size (a pooling window as large as its input), or None."""
+        return None
 
     def alignment(self) -> Alignment | None:
         """Where this op's output pixel (0, 0) lies in its input's pixel grid (rows, columns),

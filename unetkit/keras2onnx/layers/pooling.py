@@ -1,4 +1,9 @@
-"""Pooling: MaxPooling2D and AveragePooling2D."""
+"""Pooling: MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, GlobalMaxPooling2D.
+
+A windowed pooling whose window covers its whole input at the size the model was built for
+is a global pooling in disguise (PSPNet sizes its pyramid's windows from the input size):
+at any other size it would pool something else, so it pins the network to that size.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from unetkit.keras2onnx.layers.base import (
     window_attrs,
     window_offset,
     window_output,
+    with_rank,
 )
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
@@ -29,6 +35,15 @@ class Pooling2D(Op):
         if self.stride != (1, 1):
             return None
         return window_offset(self.pool[0], self.padding), window_offset(self.pool[1], self.padding)
+
+    def pins_size(self, shapes: list[Shape]) -> str | None:
+        """A window as large as its input, and larger than a U-Net's 2x2 downsampling (which
+        may cover a 2x2 bottleneck at a small built size and is the same at any size)."""
+        _, h, w = self.single(shapes)
+        if h is None or w is None or min(self.pool) < 3 or self.pool[0] < h or self.pool[1] < w:
+            return None
+        window = f"{self.pool[0]}x{self.pool[1]}"
+        return f"layer {self.name!r} pools its whole {h}x{w} input with a {window} window"
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         channels, h, w = self.single(shapes)
@@ -59,3 +74,24 @@ class Pooling2D(Op):
             strides=list(self.stride),
             **attrs,
         )
+
+
+@register_layer("GlobalAveragePooling2D", "GlobalMaxPooling2D")
+class GlobalPooling2D(Op):
+    """The mean or max over H and W: a (batch, C) vector, or (batch, 1, 1, C) with keepdims."""
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.keepdims = Config(layer).flag("keepdims", False)
+        super().__init__(layer, layout)
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        channels, _, _ = self.single(shapes)
+        return with_rank((channels, 1, 1), 4 if self.keepdims else 2)
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        op_type = (
+            "GlobalAveragePool"
+            if self.layer.class_name == "GlobalAveragePooling2D"
+            else "GlobalMaxPool"
+        )
+        return g.node(op_type, inputs, self.name)

@@ -1,4 +1,7 @@
-"""Layers that do nothing at inference: Dropout and SpatialDropout2D."""
+"""Layers that do nothing at inference: the dropouts, the noise layers, ActivityRegularization.
+
+A Dropout subclass the kit has no converter for (efficientnet's FixedDropout) is converted
+as Dropout: see unetkit.keras2onnx.registry."""
 
 from __future__ import annotations
 
@@ -7,9 +10,16 @@ from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
 
-@register_layer("Dropout", "SpatialDropout2D")
+@register_layer(
+    "Dropout",
+    "SpatialDropout2D",
+    "GaussianDropout",
+    "GaussianNoise",
+    "AlphaDropout",
+    "ActivityRegularization",
+)
 class Identity(Op):
-    """Dropout and SpatialDropout2D do nothing at inference."""
+    """Layers that pass their input through at inference."""
 
     def alignment(self) -> Alignment:
         return SAME_GRID
