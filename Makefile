@@ -21,11 +21,13 @@ METRICS_PORT ?=
 # Empty MODEL keeps the model the repository was last made from (the example at first).
 # PRECISION=fp32 serves fp32 (default: int8 when it passes its accuracy gate, calibrated on
 # CALIBRATION, default samples/). MEMORY=4G: the server's memory budget (default: half the
-# memory available at start-up).
+# memory available at start-up). QUEUE=16: Triton refuses requests beyond 16 waiting (a queue
+# policy; default none: in Triton 2.51 it delays some requests by up to 500 ms).
 MODEL ?=
 EXPORT_ARGS ?=
 PRECISION ?=
 CALIBRATION ?=
+QUEUE ?=
 MEMORY ?=
 REPOSITORY ?= model_repository
 # make bench-export ZOO=sm_linknet_inceptionv3: a zoo model instead of the full-width U-Net
@@ -84,7 +86,8 @@ example-eval: keras-venv  ## IoU of the example model on samples/, computed by K
 repository: venv  ## export MODEL (default: the last one, else the example) into $(REPOSITORY)/unet/1/
 	$(BIN)/python build/make_repository.py --repository $(REPOSITORY) \
 		$(if $(MODEL),--model $(MODEL)) $(if $(PRECISION),--precision $(PRECISION)) \
-		$(if $(CALIBRATION),--calibration $(CALIBRATION)) $(EXPORT_ARGS)
+		$(if $(CALIBRATION),--calibration $(CALIBRATION)) \
+		$(if $(QUEUE),--max-queue-size $(QUEUE)) $(EXPORT_ARGS)
 
 serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/HTTP_PORT/METRICS_PORT
 	$(BIN)/python -m unetkit.serve --model-repository $(REPOSITORY) $(if $(HOST),--host $(HOST)) \

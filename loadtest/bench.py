@@ -255,6 +255,14 @@ def write_report(output: Path, text: str) -> None:
     write_text_atomic(output, text)
 
 
+def write_table(
+    output: Path, script: str, argv: list[str], columns: tuple[str, str], rows: list[str]
+) -> None:
+    """A report of one Markdown table under the header lines: `columns` (its names and its
+    alignment row), then `rows`."""
+    write_report(output, "\n".join([*header(script, argv), "", *columns, *rows]) + "\n")
+
+
 def step_row(users: int, run: Any, server_cpu_s: float) -> dict[str, Any]:
     report = run.report
     steady = report.get("steady", {})

@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import header, inprocess_images_per_s, workload, write_report  # loadtest/ is sys.path[0]
+from bench import inprocess_images_per_s, workload, write_table  # loadtest/ is sys.path[0]
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
 from unetkit.core import load_samples, run_cli
@@ -58,20 +58,12 @@ def main(argv: list[str]) -> int:
                 f"{'pass' if gate.passed else 'FAIL'} |"
             )
             print(rows[-1], flush=True)
-    text = (
-        "\n".join(
-            [
-                *header("bench_int8.py", argv),
-                "",
-                "| model | images/s (batch 1) | vs fp32 | MASK agreement (calibration / held back) "
-                "| IoU vs ground truth | gate |",
-                "|---|---:|---:|---:|---:|:---:|",
-                *rows,
-            ]
-        )
-        + "\n"
+    columns = (
+        "| model | images/s (batch 1) | vs fp32 | MASK agreement (calibration / held back) "
+        "| IoU vs ground truth | gate |",
+        "|---|---:|---:|---:|---:|:---:|",
     )
-    write_report(args.output, text)
+    write_table(args.output, "bench_int8.py", argv, columns, rows)
     return 0
 
 

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import header, write_report  # loadtest/ is sys.path[0]
+from bench import write_table  # loadtest/ is sys.path[0]
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL
 from unetkit.core import run_cli
@@ -91,20 +91,12 @@ def main(argv: list[str]) -> int:
                     f"{per_pixel:.0f} | {m['after'] / 2**20:.2f} |"
                 )
                 print(rows[-1], flush=True)
-    text = (
-        "\n".join(
-            [
-                *header("bench_memory.py", argv),
-                "",
-                "| session | NxHxW | open MiB | peak, 1st run GiB | peak, 2nd run GiB | "
-                "bytes/pixel (2nd) | after GiB |",
-                "|---|---|---:|---:|---:|---:|---:|",
-                *rows,
-            ]
-        )
-        + "\n"
+    columns = (
+        "| session | NxHxW | open MiB | peak, 1st run GiB | peak, 2nd run GiB | "
+        "bytes/pixel (2nd) | after GiB |",
+        "|---|---|---:|---:|---:|---:|---:|",
     )
-    write_report(args.output, text)
+    write_table(args.output, "bench_memory.py", argv, columns, rows)
     return 0
 
 

@@ -22,18 +22,22 @@ from unetkit.triton import CPU_MAX_QUEUE_SIZE, TritonServer, create_session, onn
 
 BUDGET_BYTES = 1 << 30
 SIDE = 1024  # about 0.45 GiB of ONNX Runtime memory each: two at once would not fit
-CLIENTS = CPU_MAX_QUEUE_SIZE + 8  # more than the queue holds
+CLIENTS = CPU_MAX_QUEUE_SIZE + 8  # more than a bounded queue holds
 BURST_S = 20.0
-# What Triton (queue full, waited too long) and model.py (batch full) answer at capacity.
+# What Triton (queue full, waited too long: with a queue policy) and model.py (batch full)
+# answer at capacity.
 CAPACITY = ("Exceeds maximum queue size", "Request timeout expired", "server at capacity")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=[0, CPU_MAX_QUEUE_SIZE], ids=["default", "queue-policy"])
 def small_server(
-    serving_repository: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    serving_repository: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TritonServer]:
+    """The default config (no queue policy), and one with Triton's bounded queue."""
     repository = copy_model_directory(tmp_path_factory.mktemp("pressure"))
-    make_repository(EXAMPLE_MODEL, repository)
+    make_repository(EXAMPLE_MODEL, repository, max_queue_size=request.param)
     server = TritonServer.on_free_ports(
         repository,
         extra_env={MEMORY_BUDGET_ENV: str(BUDGET_BYTES)},

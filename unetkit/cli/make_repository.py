@@ -71,6 +71,7 @@ def export_options(
     threshold: float,
     precision: str,
     calibration: Path,
+    max_queue_size: int = 0,
 ) -> dict[str, Any]:
     """The options as the export record stores them (JSON types, None for defaults)."""
     return {
@@ -79,6 +80,7 @@ def export_options(
         "threshold": float(threshold),
         "precision": precision,
         "calibration": str(calibration.resolve()) if precision == "int8" else None,
+        "max_queue_size": max_queue_size,
     }
 
 
@@ -91,6 +93,7 @@ def make_repository(
     threshold: float = DEFAULT_THRESHOLD,
     precision: str = "int8",
     calibration: Path = SAMPLES,
+    max_queue_size: int = 0,
     force: bool = False,
 ) -> Outcome:
     """Export `keras_model` into `repository` (int8 when it passes its accuracy gate) and
@@ -99,6 +102,8 @@ def make_repository(
     example model."""
     if precision not in PRECISIONS:
         raise UserError(f"precision {precision!r}: use {' or '.join(PRECISIONS)}")
+    if max_queue_size < 0:
+        raise UserError(f"--max-queue-size {max_queue_size}: use 0 (no queue policy) or more")
     if not backend_code_path(repository).is_file():
         raise UserError(
             f"{backend_code_path(repository)} is missing: point --repository at the kit's "
@@ -112,7 +117,7 @@ def make_repository(
                 f"the repository was made from {keras_model}, which is gone: pass --model "
                 "(make serve MODEL=...)"
             )
-    options = export_options(mean, std, threshold, precision, calibration)
+    options = export_options(mean, std, threshold, precision, calibration, max_queue_size)
     target = onnx_path(repository)
     if not force and record is not None and record.matches(keras_model, options, target):
         return Outcome(keras_model, [])
@@ -131,7 +136,7 @@ def make_repository(
             if gate.passed:
                 served = int8
         memory = measure_memory(served, info.channels, info.height, info.width, threads)
-        config = render_cpu_config(info, memory)
+        config = render_cpu_config(info, memory, max_queue_size)
         os.replace(served, target)  # same directory tree: readers see the old or the new file
     written = [target, cpu_config_path(repository)]
     try:
@@ -183,6 +188,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="images (with ground truth in gt/ where there is some) that calibrate int8 and "
         "check it; every 4th is held back from calibration (default: samples/)",
     )
+    parser.add_argument(
+        "--max-queue-size",
+        type=int,
+        default=0,
+        metavar="N",
+        help="have Triton refuse requests beyond N waiting (a queue policy; in Triton 2.51 it "
+        "costs up to 500 ms now and then, see the config's comments); default 0: none",
+    )
     parser.add_argument("--force", action="store_true", help="export again even if nothing changed")
     add_debug_flag(parser)
     return parser.parse_args(argv)
@@ -198,6 +211,7 @@ def main(argv: list[str]) -> int:
         threshold=args.threshold,
         precision=args.precision,
         calibration=args.calibration,
+        max_queue_size=args.max_queue_size,
         force=args.force,
     )
     if not outcome.written:

@@ -9,6 +9,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "access": ["ADMIN_KEY_ENV", "ADMIN_KEY_HEADER", "access_flags", "admin_key"],
         "cpu_runtime": [
+            "IdleTrim",
             "Limits",
             "MemoryModel",
             "available_bytes",

@@ -39,11 +39,12 @@ from unetkit.core import (
 from unetkit.triton.cpu_runtime import MemoryModel
 
 CPU_MAX_BATCH_SIZE = 8
-# Requests that may wait for the model; more are refused at once. Twice a full batch keeps
-# the CPU busy without holding many images' inputs in memory.
+# The waiting requests the memory budget sets room aside for, and the bound a queue policy
+# gets when asked for one (--max-queue-size): twice a full batch keeps the CPU busy without
+# holding many images' inputs in memory.
 CPU_MAX_QUEUE_SIZE = 2 * CPU_MAX_BATCH_SIZE
-# A request waiting longer is refused: shorter than a client's usual timeout (the kit's
-# client waits 60 s), longer than a queue of large images takes on a slow CPU.
+# With a queue policy, a request waiting longer is refused: shorter than a client's usual
+# timeout (the kit's client waits 60 s), longer than a queue of large images takes.
 CPU_QUEUE_TIMEOUT_S = 20
 # Long enough to pair up requests that arrive together, short next to the ~100 ms
 # a 256x256 image takes on a CPU core.
@@ -123,7 +124,35 @@ output [
 ]"""
 
 
-def render_cpu_config(info: ModelInfo, memory: MemoryModel) -> str:
+def _back_pressure(max_queue_size: int) -> str:
+    """The dynamic_batching block: without a queue policy unless a queue size is asked for."""
+    if max_queue_size == 0:
+        return f"""\
+# Back-pressure: model.py answers UNAVAILABLE ("server at capacity") at once for the
+# requests of a batch beyond about 10 s of work, and skips those whose client gave up.
+# No queue policy: in Triton 2.51 any default_queue_policy leaves a request waiting up to
+# 500 ms, now and then, for the batcher's next wake-up (measured: p99 about 540 ms instead
+# of 50 ms at one client; BENCHMARKS.md). make_repository.py --max-queue-size N adds one.
+dynamic_batching {{
+  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
+}}"""
+    return f"""\
+# Back-pressure: at most {max_queue_size} requests wait; Triton refuses more at once
+# (UNAVAILABLE, "Exceeds maximum queue size"), and refuses a request that waited
+# {CPU_QUEUE_TIMEOUT_S} s (or the timeout its client set) instead of running it late.
+# (In Triton 2.51 a queue policy costs up to 500 ms, now and then: BENCHMARKS.md.)
+dynamic_batching {{
+  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
+  default_queue_policy {{
+    max_queue_size: {max_queue_size}
+    timeout_action: REJECT
+    default_timeout_microseconds: {CPU_QUEUE_TIMEOUT_S * 1_000_000}
+    allow_timeout_override: true
+  }}
+}}"""
+
+
+def render_cpu_config(info: ModelInfo, memory: MemoryModel, max_queue_size: int = 0) -> str:
     image_note = (
         "Raw pixels, channels last; normalization happens inside the ONNX graph.\n"
         f"    # Height and width: {info.describe_sizes()}, at most {MAX_IMAGE_SIDE} and what "
@@ -155,18 +184,7 @@ max_batch_size: {CPU_MAX_BATCH_SIZE}
 # Requests that arrive within {CPU_QUEUE_DELAY_US // 1000} ms of each other reach model.py
 # together; only images of the same size share a call, and model.py splits a batch into
 # ONNX Runtime calls that fit the memory budget.
-# Back-pressure: at most {CPU_MAX_QUEUE_SIZE} requests wait; Triton refuses more at once
-# (UNAVAILABLE, "Exceeds maximum queue size"), and refuses a request that waited
-# {CPU_QUEUE_TIMEOUT_S} s (or the timeout its client set) instead of running it late.
-dynamic_batching {{
-  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
-  default_queue_policy {{
-    max_queue_size: {CPU_MAX_QUEUE_SIZE}
-    timeout_action: REJECT
-    default_timeout_microseconds: {CPU_QUEUE_TIMEOUT_S * 1_000_000}
-    allow_timeout_override: true
-  }}
-}}
+{_back_pressure(max_queue_size)}
 
 # One model instance using every core through ONNX Runtime's intra-op threads: on a CPU
 # one instance with all threads beats several instances competing for the same cores.

@@ -15,7 +15,6 @@ runs as several calls when it holds more pixels than that.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import time
@@ -38,6 +37,8 @@ from unetkit.core import (
     rules_from_parameters,
 )
 from unetkit.triton import (
+    CPU_MAX_QUEUE_SIZE,
+    IdleTrim,
     Limits,
     MemoryModel,
     available_bytes,
@@ -51,7 +52,8 @@ OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
 # Seconds of work one execution may hold (beyond its first request): Triton answers a
 # batch's requests only when the whole batch is done, and a client waits 60 s by default.
 TARGET_EXECUTION_S = 10.0
-_LIBC = ctypes.CDLL("libc.so.6")
+# Freed memory goes back to the operating system after this long without work.
+TRIM_AFTER_IDLE_S = 1.0
 
 
 def _parameter(config: dict, key: str, default: int) -> int:
@@ -88,8 +90,9 @@ def _text_parameter(config: dict, key: str, default: str) -> str:
 
 
 def _queue_size(config: dict) -> int:
+    """The queue's bound, or the requests the budget plans for when Triton sets none."""
     policy = config.get("dynamic_batching", {}).get("default_queue_policy", {})
-    return int(policy.get("max_queue_size", 0))
+    return int(policy.get("max_queue_size", 0)) or CPU_MAX_QUEUE_SIZE
 
 
 class TritonPythonModel:
@@ -115,6 +118,8 @@ class TritonPythonModel:
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
         self.seconds_per_pixel: float | None = None
+        self.trim = IdleTrim(TRIM_AFTER_IDLE_S)
+        self.trim.start()
         pb_utils.Logger.log_info(f"unetkit: {self.limits.describe()}")
 
     def _limits(self, config: dict, channels: int) -> Limits:
@@ -204,8 +209,7 @@ class TritonPythonModel:
             groups.setdefault(image.shape[1:], []).append((index, image, wanted or list(OUTPUTS)))
         for members in groups.values():
             self._run(members, responses)
-        # Return the runs' freed memory to the operating system (glibc keeps some otherwise).
-        _LIBC.malloc_trim(0)
+        self.trim.worked()
         return responses
 
     def _pixels_per_execution(self) -> float:
