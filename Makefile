@@ -97,7 +97,7 @@ serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/
 test: lint keras-venv  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest
 
-test-unit: venv  ## the fast inner loop: every test that needs no server and no Keras (under a minute)
+test-unit: venv  ## the fast inner loop: every test that needs no server and no Keras (about a minute)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e -q -m "not zoo_cache"
 
 test-models: venv keras-venv  ## every zoo model in every format its library saves (builds into ~/.cache/unetkit/zoo)
