@@ -1,14 +1,17 @@
-"""The CPU route's memory arithmetic: sizes, what a budget allows, the session's settings."""
+"""The CPU route's memory arithmetic: sizes, what a budget allows, the session's settings,
+and when freed memory goes back to the operating system."""
 
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import pytest
 
 from unetkit.core import UserError
 from unetkit.triton import (
+    IdleTrim,
     MemoryModel,
     available_bytes,
     create_session,
@@ -56,3 +59,32 @@ def test_available_memory_is_what_the_kernel_says_at_most() -> None:
 def test_the_session_runs_without_the_memory_arena(serving_repository: Path) -> None:
     session = create_session(onnx_path(serving_repository), threads=1)
     assert session.get_session_options().enable_cpu_mem_arena is False
+
+
+class CountingLibc:
+    """Stands in for libc so that the test sees when the trim happens, not its effect."""
+
+    def __init__(self) -> None:
+        self.trims = 0
+
+    def malloc_trim(self, pad: int) -> int:
+        assert pad == 0
+        self.trims += 1
+        return 1
+
+
+def test_memory_is_trimmed_once_after_the_work_stops_not_during_it() -> None:
+    trim = IdleTrim(idle_s=0.5)
+    libc = CountingLibc()
+    trim._libc = libc
+    trim.start()
+    time.sleep(0.3)
+    assert libc.trims == 0  # no work yet: nothing freed
+    for _ in range(6):  # executions 0.05 s apart: never idle for 0.5 s
+        trim.worked()
+        time.sleep(0.05)
+    assert libc.trims == 0
+    time.sleep(1.2)
+    assert libc.trims == 1
+    time.sleep(1.0)
+    assert libc.trims == 1  # idle, but nothing freed since
