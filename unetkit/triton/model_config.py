@@ -127,28 +127,30 @@ output [
 def _back_pressure(max_queue_size: int) -> str:
     """The dynamic_batching block: without a queue policy unless a queue size is asked for."""
     if max_queue_size == 0:
-        return f"""\
+        note = """\
 # Back-pressure: model.py answers UNAVAILABLE ("server at capacity") at once for the
 # requests of a batch beyond about 10 s of work, and skips those whose client gave up.
 # No queue policy: in Triton 2.51 any default_queue_policy leaves a request waiting up to
 # 500 ms, now and then, for the batcher's next wake-up (measured: p99 about 540 ms instead
-# of 50 ms at one client; BENCHMARKS.md). make_repository.py --max-queue-size N adds one.
-dynamic_batching {{
-  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
-}}"""
-    return f"""\
+# of 50 ms at one client; BENCHMARKS.md). make_repository.py --max-queue-size N adds one."""
+        policy = ""
+    else:
+        note = f"""\
 # Back-pressure: at most {max_queue_size} requests wait; Triton refuses more at once
 # (UNAVAILABLE, "Exceeds maximum queue size"), and refuses a request that waited
 # {CPU_QUEUE_TIMEOUT_S} s (or the timeout its client set) instead of running it late.
-# (In Triton 2.51 a queue policy costs up to 500 ms, now and then: BENCHMARKS.md.)
-dynamic_batching {{
-  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}
+# (In Triton 2.51 a queue policy costs up to 500 ms, now and then: BENCHMARKS.md.)"""
+        policy = f"""
   default_queue_policy {{
     max_queue_size: {max_queue_size}
     timeout_action: REJECT
     default_timeout_microseconds: {CPU_QUEUE_TIMEOUT_S * 1_000_000}
     allow_timeout_override: true
-  }}
+  }}"""
+    return f"""\
+{note}
+dynamic_batching {{
+  max_queue_delay_microseconds: {CPU_QUEUE_DELAY_US}{policy}
 }}"""
 
 
