@@ -15,7 +15,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import inprocess_images_per_s, workload, write_table  # loadtest/ is sys.path[0]
+from bench import (
+    inprocess_images_per_s,
+    warm_sessions,
+    workload,
+    write_table,
+)  # loadtest/ is sys.path[0]
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
 from unetkit.core import load_samples, run_cli
@@ -44,12 +49,12 @@ def main(argv: list[str]) -> int:
         calibration = [
             x for x in (network_input(s.image, info) for s in split(samples)[0]) if x is not None
         ]
-        base = inprocess_images_per_s(fp32, batches, args.seconds)
+        base = inprocess_images_per_s(warm_sessions(fp32, 1, batches), batches, args.seconds)
         rows.append(f"| fp32 | {base:.1f} | 1.00 | | | |")
         for scheme in SCHEMES:
             path = Path(work) / f"int8_{scheme.qdq}_{scheme.per_channel}.onnx"
             quantize(fp32, path, calibration, scheme)
-            speed = inprocess_images_per_s(path, batches, args.seconds)
+            speed = inprocess_images_per_s(warm_sessions(path, 1, batches), batches, args.seconds)
             gate = check_int8(fp32, path, info, samples, threads)
             rows.append(
                 f"| int8 {scheme} | {speed:.1f} | {speed / base:.2f} | "

@@ -203,7 +203,7 @@ def markdown(r: dict[str, Any]) -> str:
                 f"refused at capacity: {o.get('refused', 0)} (answer in median "
                 f"{r['refusal_s_median'] or 0:.2f} s, max {r['refusal_s_max'] or 0:.2f} s; "
                 f"{r['refusal_reasons']}); other failures: {o.get('failed', 0)} {r['failures']}",
-                f"- Resident memory of tritonserver + stub: {r['rss_baseline_mib']:.0f} MiB "
+                f"- Resident memory of tritonserver + stubs: {r['rss_baseline_mib']:.0f} MiB "
                 f"before, peak {r['rss_peak_mib']:.0f} MiB, {r['rss_after_mib']:.0f} MiB "
                 f"{r['after_s']:g} s after; restarts {r['restarts']}; "
                 f"model ready after: {r['ready_after']}",

@@ -149,14 +149,20 @@ def test_bench_quick_sweep_writes_the_table(serving_repository: Path, tmp_path: 
         assert step["avg_batch"] >= 1
         assert len(step["windows"]) >= 3
         assert 0 < step["generator_cpu_share"] < 1 and 0 < step["server_cpu_share"] <= 1
-    assert results["inprocess_images_per_s"] > 0
-    assert results["cross_check"]["async_requests_per_s"] > 0
+        # in-process on either side of each generator, and the second generator's own rate
+        assert len(step["inprocess_runs"]) == 3 and min(step["inprocess_runs"]) > 0
+        assert step["served_over_inprocess"] > 0 and step["second_images_per_s"] > 0
+        assert 0 < step["second_cpu_share"] < 1
+    assert results["instances"] == 2  # the committed CPU config's
     for open_loop in results["open_loop"].values():
         assert open_loop["failures"] == 0 and open_loop["requests_per_s"] > 0
-    assert results["open_loop"]["half"]["md1_p99_over_p50"] > 2  # the queueing arithmetic
-    assert results["open_loop"]["tail_target"]["md1_p99_over_p50"] <= 2
+        assert open_loop["servers"] == 2
+    half, tail = results["open_loop"]["half"], results["open_loop"]["tail_target"]
+    assert half["md1_p99_over_p50"] > half["mdc_p99_over_p50"] > 2  # the queueing arithmetic
+    assert tail["mdc_p99_over_p50"] <= tail["md1_p99_over_p50"] <= 2
     table = output.read_text()
     assert "| concurrency | images/s | p50 ms |" in table and "Locust CPU" in table
+    assert "second / Locust" in table
     assert table.count("\n| 1 |") == 1 and table.count("\n| 2 |") == 1
 
 

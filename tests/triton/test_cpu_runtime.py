@@ -1,8 +1,9 @@
-"""The CPU route's memory arithmetic: sizes, what a budget allows, the session's settings,
-and when freed memory goes back to the operating system."""
+"""The CPU route's memory arithmetic: sizes, what a budget allows, how the model's instances
+share it, the session's settings, and when freed memory goes back to the operating system."""
 
 from __future__ import annotations
 
+import fcntl
 import re
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ from unetkit.core import UserError
 from unetkit.triton import (
     IdleTrim,
     MemoryModel,
+    RunLock,
     available_bytes,
     create_session,
     onnx_path,
@@ -45,10 +47,44 @@ def test_the_budget_becomes_pixels_per_run_and_a_largest_side() -> None:
     assert plan_limits(model, 64 << 30, 300 << 20, 2048).max_side == 2048  # the config's cap
 
 
+def test_instances_share_what_the_reserve_and_their_sessions_leave() -> None:
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
+    limits = plan_limits(model, 1 << 30, 300 << 20, 2048, instances=2)
+    spare = (1 << 30) - (300 << 20) - 2 * (100 << 20)
+    assert limits.max_run_pixels == spare // 400
+    assert limits.shared_run_pixels == limits.max_run_pixels // 2
+    assert not limits.needs_exclusive(limits.shared_run_pixels)
+    assert limits.needs_exclusive(limits.shared_run_pixels + 1)
+    # one call alone at its largest, or both instances at their shared size, fit the budget
+    sessions = (300 << 20) + 2 * (100 << 20)
+    assert sessions + 400 * limits.max_run_pixels <= 1 << 30
+    assert sessions + 2 * 400 * limits.shared_run_pixels <= 1 << 30
+
+
+def test_a_large_call_waits_for_the_others_and_holds_them_off(tmp_path: Path) -> None:
+    model_file = tmp_path / "model.onnx"
+    model_file.write_bytes(b"onnx")
+    instance, other = RunLock(model_file), open(model_file, "rb")  # noqa: SIM115
+    try:
+        with instance.hold(exclusive=False):  # small calls run side by side
+            fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(other, fcntl.LOCK_UN)
+            with pytest.raises(BlockingIOError):  # a large one waits for them
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a large call holds off the small ones
+        with instance.hold(exclusive=True), pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after each call
+    finally:
+        other.close()
+
+
 def test_a_budget_too_small_for_any_image_says_how_much_is_needed() -> None:
     model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400)
     with pytest.raises(UserError, match=r"256 MiB leaves nothing .* needs 400 MiB .* MEMORY="):
         plan_limits(model, 256 << 20, 300 << 20, 2048)
+    with pytest.raises(UserError, match=r"needs 500 MiB"):
+        plan_limits(model, 256 << 20, 300 << 20, 2048, instances=2)
 
 
 def test_available_memory_is_what_the_kernel_says_at_most() -> None:

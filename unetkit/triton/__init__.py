@@ -18,6 +18,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "parse_bytes",
             "plan_limits",
             "resident_bytes",
+            "RunLock",
         ],
         "gpu_command": ["tritonserver_command"],
         "int8": [

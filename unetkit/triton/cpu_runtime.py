@@ -18,6 +18,7 @@ it accepts and the pixels one ONNX Runtime call may take.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import math
 import re
@@ -25,6 +26,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,9 @@ def create_session(onnx_path: Path, threads: int) -> Any:
     # The memory pattern (one block for all activations, planned from the first run of a
     # shape) raised the peak from 255 to 328 bytes per pixel: off.
     options.enable_mem_pattern = False
+    # Threads that spin between runs take the cores from the other model instance: two
+    # instances with spinning ran int8 at 39 images/s, without it at 60-63 (BENCHMARKS.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
@@ -70,32 +76,57 @@ class MemoryModel:
 @dataclass(frozen=True)
 class Limits:
     budget_bytes: int
-    max_run_pixels: int  # pixels one ONNX Runtime call may take
+    max_run_pixels: int  # pixels one ONNX Runtime call may take, running alone
+    shared_run_pixels: int  # pixels a call may take while every other instance runs too
     max_side: int  # the largest height or width accepted
 
     def describe(self) -> str:
         return (
             f"memory budget {self.budget_bytes / 2**30:.1f} GiB: images up to "
-            f"{self.max_side}x{self.max_side}, {self.max_run_pixels / 1e6:.1f} Mpixel per run"
+            f"{self.max_side}x{self.max_side}, {self.max_run_pixels / 1e6:.1f} Mpixel per run "
+            f"alone, {self.shared_run_pixels / 1e6:.1f} beside the other instances' runs"
         )
+
+    def needs_exclusive(self, pixels: int) -> bool:
+        return pixels > self.shared_run_pixels
 
 
 def plan_limits(
-    model: MemoryModel, budget_bytes: int, reserved_bytes: int, side_cap: int
+    model: MemoryModel, budget_bytes: int, reserved_bytes: int, side_cap: int, instances: int = 1
 ) -> Limits:
-    """What the budget allows once `reserved_bytes` (the server's own processes, the queue)
-    are set aside; UserError when not even the smallest image fits."""
+    """What one ONNX Runtime call may take, alone and beside the calls of the other
+    instances, once `reserved_bytes` (the server's own processes, the queue) and every
+    instance's session are set aside; UserError when not even the smallest image fits."""
     per_pixel = model.bytes_per_pixel + IO_BYTES_PER_PIXEL
-    spare = budget_bytes - reserved_bytes - model.base_bytes
+    spare = budget_bytes - reserved_bytes - instances * model.base_bytes
     max_run_pixels = max(spare // per_pixel, 0)
     max_side = min(math.isqrt(max_run_pixels), side_cap)
     if max_side < 1:
+        needed = reserved_bytes + instances * model.base_bytes
         raise UserError(
             f"a memory budget of {budget_bytes / 2**20:.0f} MiB leaves nothing for images: "
-            f"the server needs {(reserved_bytes + model.base_bytes) / 2**20:.0f} MiB before "
-            f"the first pixel (set a larger budget: make serve MEMORY=...)"
+            f"the server needs {needed / 2**20:.0f} MiB before the first pixel (set a larger "
+            "budget: make serve MEMORY=...)"
         )
-    return Limits(budget_bytes, max_run_pixels, max_side)
+    return Limits(budget_bytes, max_run_pixels, max_run_pixels // instances, max_side)
+
+
+class RunLock:
+    """Keeps the model's instances (separate stub processes) within one memory budget: a
+    call small enough to run beside the others' takes a shared lock, a larger one an
+    exclusive lock, so it runs alone. An flock on a file every instance opens (the model
+    file), which the kernel releases if a stub dies."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "rb")  # noqa: SIM115 (held for the life of the instance)
+
+    @contextmanager
+    def hold(self, exclusive: bool) -> Iterator[None]:
+        fcntl.flock(self._file, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)

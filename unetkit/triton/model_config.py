@@ -46,9 +46,15 @@ CPU_MAX_QUEUE_SIZE = 2 * CPU_MAX_BATCH_SIZE
 # With a queue policy, a request waiting longer is refused: shorter than a client's usual
 # timeout (the kit's client waits 60 s), longer than a queue of large images takes.
 CPU_QUEUE_TIMEOUT_S = 20
-# Long enough to pair up requests that arrive together, short next to the ~100 ms
-# a 256x256 image takes on a CPU core.
-CPU_QUEUE_DELAY_US = 2000
+# No added wait: requests that queue while both instances are busy still share a call when
+# one frees up, and a wait only delays the lone request (2 ms cost 9% of int8 throughput
+# at one client, 12% at two; BENCHMARKS.md).
+CPU_QUEUE_DELAY_US = 0
+# Two instances, each with every core's threads: while one is between calls (Triton's
+# answer and the next request take about a millisecond) or in a part of the graph that
+# uses one thread, the other computes. Measured against one instance: int8 +30% at two or
+# more clients, fp32 within the box's drift, one client unchanged (BENCHMARKS.md).
+CPU_INSTANCES = 2
 # Larger images are refused before anything is allocated for them: the activations of a
 # U-Net take hundreds of bytes per pixel.
 MAX_IMAGE_SIDE = 2048
@@ -183,17 +189,19 @@ max_batch_size: {CPU_MAX_BATCH_SIZE}
 
 {io_tensors(info, image_note, "The Keras model's output for the image.")}
 
-# Requests that arrive within {CPU_QUEUE_DELAY_US // 1000} ms of each other reach model.py
-# together; only images of the same size share a call, and model.py splits a batch into
+# Requests that wait while both instances are busy reach model.py together (no added
+# delay); only images of the same size share a call, and model.py splits a batch into
 # ONNX Runtime calls that fit the memory budget.
 {_back_pressure(max_queue_size)}
 
-# One model instance using every core through ONNX Runtime's intra-op threads: on a CPU
-# one instance with all threads beats several instances competing for the same cores.
+# Two model instances (python backend stubs), each running ONNX Runtime on every core
+# without spinning threads: one client gets all the cores, and with two or more clients one
+# instance computes while the other hands over its answer. They share the memory budget:
+# a call too large to run beside the other's waits and runs alone (see parameters).
 instance_group [
   {{
     kind: KIND_CPU
-    count: 1
+    count: {CPU_INSTANCES}
   }}
 ]
 
@@ -203,8 +211,9 @@ instance_group [
 #   intra_op_threads ONNX Runtime threads; 0 = one per CPU this server may run on
 #   memory_base_bytes, memory_bytes_per_pixel  the model's resident memory: base plus this
 #                   much per pixel of the images in one ONNX Runtime call (measured at export)
-#   memory_budget   bytes (or K/M/G) for tritonserver and the model together; "auto" = half
-#                   the memory available at start-up; UNETKIT_MEMORY_BUDGET overrides it
+#   memory_budget   bytes (or K/M/G) for tritonserver and the model's instances together;
+#                   "auto" = half the memory available at start-up; UNETKIT_MEMORY_BUDGET
+#                   overrides it
 parameters [
 {parameters}
 ]

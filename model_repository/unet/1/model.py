@@ -7,10 +7,11 @@ answer saying which sizes work (the size rule comes from the config's parameters
 other requests of the same batch are served as usual.
 
 Memory: the server's budget (UNETKIT_MEMORY_BUDGET, else the config's memory_budget, "auto"
-= half the memory available at start-up) minus what Triton and this process already hold
+= half the memory available at start-up) minus what Triton and the instances already hold
 and the queue's inputs, divided by the model's measured bytes per pixel, gives the pixels
 one ONNX Runtime call may take; the largest accepted side follows from it. A dynamic batch
-runs as several calls when it holds more pixels than that.
+runs as several calls when it holds more pixels than that. A call larger than the
+instances' equal share of those pixels runs alone (RunLock): the other instances wait.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from unetkit.triton import (
     IdleTrim,
     Limits,
     MemoryModel,
+    RunLock,
     available_bytes,
     create_session,
     parse_bytes,
@@ -95,6 +97,11 @@ def _queue_size(config: dict) -> int:
     return int(policy.get("max_queue_size", 0)) or CPU_MAX_QUEUE_SIZE
 
 
+def _instances(config: dict) -> int:
+    """The model's instances: each holds a session, and their calls share the budget."""
+    return sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -117,6 +124,7 @@ class TritonPythonModel:
             self.limits = self._limits(config, channels)
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
+        self.run_lock = RunLock(onnx_path)
         self.seconds_per_pixel: float | None = None
         self.trim = IdleTrim(TRIM_AFTER_IDLE_S)
         self.trim.start()
@@ -133,7 +141,9 @@ class TritonPythonModel:
                 "the model config has no memory_bytes_per_pixel: re-render it with "
                 "`make repository` (build/make_repository.py --force)"
             )
-        held = resident_bytes() + resident_bytes(os.getppid())  # this stub and tritonserver
+        # tritonserver, and every instance's stub as large as this one
+        instances = _instances(config)
+        held = instances * resident_bytes() + resident_bytes(os.getppid())
         budget_text = os.environ.get(MEMORY_BUDGET_ENV) or _text_parameter(
             config, PARAM_MEMORY_BUDGET, "auto"
         )
@@ -143,7 +153,7 @@ class TritonPythonModel:
             budget = parse_bytes(budget_text)
         # Triton holds the inputs of every queued request.
         queued = _queue_size(config) * side_cap * side_cap * channels
-        return plan_limits(memory, budget, held + queued, side_cap)
+        return plan_limits(memory, budget, held + queued, side_cap, instances)
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
         """Why this IMAGE cannot run, or None. Looks only at the shape and type."""
@@ -233,10 +243,12 @@ class TritonPythonModel:
         per_call = max(1, self.limits.max_run_pixels // (images.shape[1] * images.shape[2]))
         try:
             started = time.perf_counter()
-            parts = [
-                self.session.run(names, {INPUT_IMAGE: images[start : start + per_call]})
-                for start in range(0, len(images), per_call)
-            ]
+            parts = []
+            for start in range(0, len(images), per_call):
+                call = images[start : start + per_call]
+                pixels = call.shape[0] * call.shape[1] * call.shape[2]
+                with self.run_lock.hold(exclusive=self.limits.needs_exclusive(pixels)):
+                    parts.append(self.session.run(names, {INPUT_IMAGE: call}))
             self._learn_speed(time.perf_counter() - started, images.size)
         except Exception as e:  # ONNX Runtime raises its own exception types
             error = pb_utils.TritonError(f"ONNX Runtime failed: {e}", pb_utils.TritonError.INTERNAL)
