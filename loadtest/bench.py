@@ -377,8 +377,9 @@ def start_served(
     if model.is_file():
         batches = workload(model, args.images, args.batch_size)
         sessions = warm_sessions(model, instances, batches)
-    else:  # a model without a kit export (the echo model): zeros of its input's shape
-        batches = [np.zeros((args.batch_size, 64, 64, int(inputs[0]["shape"][-1])), np.uint8)]
+    else:  # a model without a kit export (the echo model): 64x64 zeros, channels as it says
+        channels = max(int(inputs[0]["shape"][-1]), 1)
+        batches = [np.zeros((args.batch_size, 64, 64, channels), np.uint8)]
         sessions = []
     return Served(label, server, instances, batches, sessions, triton_version)
 
