@@ -92,9 +92,10 @@ def test_available_memory_is_what_the_kernel_says_at_most() -> None:
     assert 0 < available_bytes() <= total * 1024
 
 
-def test_the_session_runs_without_the_memory_arena(serving_repository: Path) -> None:
-    session = create_session(onnx_path(serving_repository), threads=1)
-    assert session.get_session_options().enable_cpu_mem_arena is False
+def test_the_session_runs_without_the_memory_arena_and_spinning(serving_repository: Path) -> None:
+    options = create_session(onnx_path(serving_repository), threads=1).get_session_options()
+    assert options.enable_cpu_mem_arena is False
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 class CountingLibc:

@@ -51,9 +51,10 @@ CPU_QUEUE_TIMEOUT_S = 20
 # at one client, 12% at two; BENCHMARKS.md).
 CPU_QUEUE_DELAY_US = 0
 # Two instances, each with every core's threads: while one is between calls (Triton's
-# answer and the next request take about a millisecond) or in a part of the graph that
-# uses one thread, the other computes. Measured against one instance: int8 +30% at two or
-# more clients, fp32 within the box's drift, one client unchanged (BENCHMARKS.md).
+# answer and the next request take about a millisecond) the other computes, and two int8
+# calls at once keep the cores busier than one call's threads do. Measured against one
+# instance: int8 +30% at two or more clients, fp32 within the box's drift, one client
+# unchanged (BENCHMARKS.md).
 CPU_INSTANCES = 2
 # Larger images are refused before anything is allocated for them: the activations of a
 # U-Net take hundreds of bytes per pixel.

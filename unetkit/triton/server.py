@@ -71,6 +71,10 @@ def server_environment() -> dict[str, str]:
         p for p in (str(wheel_libs), python_libdir, env.get("LD_LIBRARY_PATH", "")) if p
     )
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
+    # glibc gives threads that allocate their own heap arenas, each keeping freed memory.
+    # With two: each stub settled at ~250 MiB within 100 s of steady load; without, the
+    # stubs climbed to that level for the whole 10 minutes of make soak (BENCHMARKS.md).
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     return env
 
 
