@@ -553,9 +553,13 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
                 row = measure_step(served, args, users)
                 served.steps.append(row)
                 print(
-                    f"[{served.label}] concurrency {users}: {row['images_per_s']:.1f} images/s "
-                    f"({row['served_over_inprocess']:.2f} of in-process), p50 "
-                    f"{row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, failures "
+                    f"[{served.label}] concurrency {users}: {row['images_per_s']:.1f} images/s"
+                    + (
+                        f" ({row['served_over_inprocess']:.2f} of in-process)"
+                        if served.sessions
+                        else ""
+                    )
+                    + f", p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms, failures "
                     f"{row['failures']}, avg batch {row['avg_batch']:.2f}, Locust CPU "
                     f"{row['generator_cpu_share']:.0%}; second generator "
                     f"{row['second_images_per_s']:.1f} ({row['second_over_locust']:.2f} of Locust)"
