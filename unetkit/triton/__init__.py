@@ -31,6 +31,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "split",
         ],
         "model_config": [
+            "CPU_INSTANCES",
             "CPU_MAX_BATCH_SIZE",
             "CPU_MAX_QUEUE_SIZE",
             "CPU_QUEUE_TIMEOUT_S",
