@@ -61,7 +61,7 @@ from unetkit.core import (
 )
 from unetkit.loadgen import request_batches, run_locust
 from unetkit.loadgen.stability import STABLE_WINDOWS
-from unetkit.triton import TritonServer, create_session, onnx_path
+from unetkit.triton import TritonServer, create_session, instance_count, onnx_path
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMITTED_MODEL = ROOT / "model_repository" / MODEL_NAME
@@ -372,7 +372,7 @@ def start_served(
         triton_version = client.get_server_metadata(as_json=True)["version"]
         config = client.get_model_config(args.model_name, as_json=True)["config"]
         inputs = client.get_model_metadata(args.model_name, as_json=True)["inputs"]
-    instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
+    instances = instance_count(config)
     model = onnx_path(repository)
     if model.is_file():
         batches = workload(model, args.images, args.batch_size)

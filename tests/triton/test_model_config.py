@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
 from tests.helpers import REPO_ROOT
@@ -23,7 +23,9 @@ from unetkit.core import (
     read_model_info,
 )
 from unetkit.triton import (
+    CPU_INSTANCES,
     MemoryModel,
+    instance_count,
     onnx_path,
     read_max_batch_size,
     render_cpu_config,
@@ -121,3 +123,12 @@ def test_both_configs_publish_the_mask_threshold_exactly(threshold: float):
     ):
         params = {k: v.string_value for k, v in parse(text).parameters.items()}
         assert float(params["threshold"]) == threshold
+
+
+def test_instance_count_reads_the_configs_as_triton_gives_them() -> None:
+    """model.py and the bench read the count from Triton's JSON form of the config."""
+    cpu = json_format.MessageToDict(parse(CPU_CONFIG.read_text()), preserving_proto_field_name=True)
+    assert instance_count(cpu) == CPU_INSTANCES == 2
+    assert instance_count({"instance_group": [{"count": 2}, {"count": 3}]}) == 5
+    assert instance_count({"instance_group": [{"kind": "KIND_CPU"}]}) == 1  # count defaults to 1
+    assert instance_count({}) == 1

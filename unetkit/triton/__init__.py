@@ -36,6 +36,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "CPU_MAX_QUEUE_SIZE",
             "CPU_QUEUE_TIMEOUT_S",
             "MAX_IMAGE_SIDE",
+            "instance_count",
             "read_max_batch_size",
             "render_cpu_config",
             "render_plan_config",

@@ -353,3 +353,9 @@ def read_max_batch_size(config_path: Path) -> int:
     if not match:
         raise UserError(f"{config_path}: no max_batch_size line; the plan needs one >= 1")
     return int(match.group(1))
+
+
+def instance_count(config: dict) -> int:
+    """The model instances a config asks for (Triton's JSON form, as the python backend and
+    the model-config API give it), over all its instance groups."""
+    return sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1

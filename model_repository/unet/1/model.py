@@ -45,6 +45,7 @@ from unetkit.triton import (
     RunLock,
     available_bytes,
     create_session,
+    instance_count,
     parse_bytes,
     plan_limits,
     resident_bytes,
@@ -97,11 +98,6 @@ def _queue_size(config: dict) -> int:
     return int(policy.get("max_queue_size", 0)) or CPU_MAX_QUEUE_SIZE
 
 
-def _instances(config: dict) -> int:
-    """The model's instances: each holds a session, and their calls share the budget."""
-    return sum(int(group.get("count", 1)) for group in config.get("instance_group", [])) or 1
-
-
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -142,7 +138,7 @@ class TritonPythonModel:
                 "`make repository` (build/make_repository.py --force)"
             )
         # tritonserver, and every instance's stub as large as this one
-        instances = _instances(config)
+        instances = instance_count(config)
         held = instances * resident_bytes() + resident_bytes(os.getppid())
         budget_text = os.environ.get(MEMORY_BUDGET_ENV) or _text_parameter(
             config, PARAM_MEMORY_BUDGET, "auto"
