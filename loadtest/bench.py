@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -240,6 +241,7 @@ def mdc_tail_ratio(load: float, servers: int = 1, samples: int = 200_000, seed: 
     return float(p99 / p50)
 
 
+@functools.cache
 def tail_load() -> float:
     """The highest utilisation (in steps of 0.01) at which one server with a fixed service
     time (M/D/1, the strictest of these queues) keeps p99 <= 2 x p50."""
