@@ -36,6 +36,14 @@ def processes_mentioning(text: str) -> dict[int, str]:
     return found
 
 
+def processes_left(repository: Path, wait_s: float = 10.0) -> dict[int, str]:
+    """The processes still serving `repository` once they had `wait_s` to go."""
+    deadline = time.monotonic() + wait_s
+    while processes_mentioning(str(repository)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes_mentioning(str(repository))
+
+
 def launched_stubs(launcher: subprocess.Popen[str]) -> list[int]:
     """The python backend stubs of the tritonserver that `unetkit.serve` started."""
     return [pid for server in child_pids(launcher.pid) for pid in stub_pids(server)]
@@ -87,10 +95,34 @@ def test_serve_answers_a_waiting_client_and_stops_on_sigterm_leaving_no_stub(
     finally:
         client.kill()
         server.kill()
-    deadline = time.monotonic() + 10
-    while processes_mentioning(str(repository)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_mentioning(str(repository)) == {}
+    assert processes_left(repository) == {}
+
+
+def test_serve_stops_on_sigint_though_started_with_sigint_ignored(
+    serving_repository: Path, tmp_path: Path
+) -> None:
+    """As a background job of a script is: bash starts it with SIGINT ignored."""
+    repository = shutil.copytree(serving_repository, tmp_path / "repository")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    ports = ["--grpc-port", grpc_port, "--http-port", http_port, "--metrics-port", metrics_port]
+    server = subprocess.Popen(
+        [*SERVE, "--model-repository", str(repository), *map(str, ports)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=REPO_ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert server.stdout is not None
+        for line in server.stdout:
+            if line.startswith("Ctrl-C stops the server"):
+                break
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=90) == 0
+    finally:
+        server.kill()
+    assert processes_left(repository) == {}
 
 
 def test_serve_restarts_triton_when_a_stub_dies(serving_repository: Path, tmp_path: Path) -> None:

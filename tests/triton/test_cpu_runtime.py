@@ -15,11 +15,13 @@ from unetkit.triton import (
     IdleTrim,
     MemoryModel,
     RunLock,
+    ServerMemory,
     available_bytes,
     create_session,
     onnx_path,
     parse_bytes,
     plan_limits,
+    plan_server_limits,
 )
 from unetkit.triton.cpu_runtime import IO_BYTES_PER_PIXEL
 
@@ -59,6 +61,23 @@ def test_instances_share_what_the_reserve_and_their_sessions_leave() -> None:
     sessions = (300 << 20) + 2 * (100 << 20)
     assert sessions + 400 * limits.max_run_pixels <= 1 << 30
     assert sessions + 2 * 400 * limits.shared_run_pixels <= 1 << 30
+
+
+def test_each_stub_counts_once_at_its_session_or_the_measured_base() -> None:
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
+    triton, queued = 200 << 20, 64 << 20
+    for stub, counted in ((150 << 20, 150 << 20), (80 << 20, 100 << 20)):
+        held = ServerMemory(stub_bytes=stub, server_bytes=triton, available_bytes=8 << 30)
+        limits = plan_server_limits(model, "1G", held, queued, 2048, instances=2)
+        assert limits.max_run_pixels == ((1 << 30) - triton - queued - 2 * counted) // 400
+
+
+def test_an_auto_budget_is_what_the_server_holds_and_half_of_what_is_available() -> None:
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
+    held = ServerMemory(stub_bytes=150 << 20, server_bytes=200 << 20, available_bytes=2 << 30)
+    limits = plan_server_limits(model, " Auto ", held, 0, 2048, instances=2)
+    assert limits.budget_bytes == (200 << 20) + 2 * (150 << 20) + (1 << 30)
+    assert limits.max_run_pixels == (1 << 30) // 400  # all of the half that was available
 
 
 def test_a_large_call_waits_for_the_others_and_holds_them_off(tmp_path: Path) -> None:

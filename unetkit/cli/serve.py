@@ -187,6 +187,9 @@ def main(argv: list[str]) -> int:
         model_config_name=args.config,
         log_verbose=args.log_verbose,
     )
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an inherited
+    # SIG_IGN: Ctrl-C's signal must stop the server however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_stop)
     code: int | None = None
     try:

@@ -21,6 +21,7 @@ import ctypes
 import fcntl
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -109,6 +110,44 @@ def plan_limits(
             "budget: make serve MEMORY=...)"
         )
     return Limits(budget_bytes, max_run_pixels, max_run_pixels // instances, max_side)
+
+
+@dataclass(frozen=True)
+class ServerMemory:
+    """What the server holds while one of its instances plans, that instance's session open."""
+
+    stub_bytes: int  # this instance's stub (every instance's is as large)
+    server_bytes: int  # the tritonserver process
+    available_bytes: int  # what the system can still give
+
+    @classmethod
+    def now(cls) -> ServerMemory:
+        """Measured from inside a python backend stub, whose parent is tritonserver."""
+        return cls(resident_bytes(), resident_bytes(os.getppid()), available_bytes())
+
+
+def plan_server_limits(
+    model: MemoryModel,
+    budget_text: str,
+    held: ServerMemory,
+    queued_bytes: int,
+    side_cap: int,
+    instances: int,
+) -> Limits:
+    """One instance's limits: the budget ("auto": what the server holds now and half of what
+    is available) less tritonserver, the queued inputs and every instance's stub. A stub
+    with its session open is what the export measured as the model's base (a process with
+    the session open), so each stub counts once, at the larger of the two."""
+    stub = MemoryModel(max(held.stub_bytes, model.base_bytes), model.bytes_per_pixel)
+    if budget_text.strip().lower() == "auto":
+        budget = (
+            held.server_bytes
+            + instances * stub.base_bytes
+            + int(held.available_bytes * DEFAULT_BUDGET_SHARE)
+        )
+    else:
+        budget = parse_bytes(budget_text)
+    return plan_limits(stub, budget, held.server_bytes + queued_bytes, side_cap, instances)
 
 
 class RunLock:

@@ -43,12 +43,10 @@ from unetkit.triton import (
     Limits,
     MemoryModel,
     RunLock,
-    available_bytes,
+    ServerMemory,
     create_session,
     instance_count,
-    parse_bytes,
-    plan_limits,
-    resident_bytes,
+    plan_server_limits,
 )
 
 OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
@@ -137,19 +135,14 @@ class TritonPythonModel:
                 "the model config has no memory_bytes_per_pixel: re-render it with "
                 "`make repository` (build/make_repository.py --force)"
             )
-        # tritonserver, and every instance's stub as large as this one
-        instances = instance_count(config)
-        held = instances * resident_bytes() + resident_bytes(os.getppid())
         budget_text = os.environ.get(MEMORY_BUDGET_ENV) or _text_parameter(
             config, PARAM_MEMORY_BUDGET, "auto"
         )
-        if budget_text.strip().lower() == "auto":
-            budget = held + available_bytes() // 2
-        else:
-            budget = parse_bytes(budget_text)
         # Triton holds the inputs of every queued request.
         queued = _queue_size(config) * side_cap * side_cap * channels
-        return plan_limits(memory, budget, held + queued, side_cap, instances)
+        return plan_server_limits(
+            memory, budget_text, ServerMemory.now(), queued, side_cap, instance_count(config)
+        )
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
         """Why this IMAGE cannot run, or None. Looks only at the shape and type."""
