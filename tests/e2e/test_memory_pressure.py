@@ -4,6 +4,7 @@ right after. (The full-scale figure, 32 clients x 2048x2048 for 60 s, is in BENC
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,13 @@ from tritonclient.utils import InferenceServerException
 from tests.helpers.serving import copy_model_directory, infer
 from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.core import INPUT_IMAGE, MEMORY_BUDGET_ENV, MODEL_NAME, OUTPUT_MASK
-from unetkit.triton import CPU_MAX_QUEUE_SIZE, TritonServer, create_session, onnx_path
+from unetkit.triton import (
+    CPU_INSTANCES,
+    CPU_MAX_QUEUE_SIZE,
+    TritonServer,
+    create_session,
+    onnx_path,
+)
 
 BUDGET_BYTES = 1 << 30
 SIDE = 1024  # about 0.45 GiB of ONNX Runtime memory each: two at once would not fit
@@ -45,6 +52,13 @@ def small_server(
     )
     with server:
         yield server
+
+
+def test_every_instance_plans_the_same_limits(small_server: TritonServer) -> None:
+    assert small_server.log_file is not None
+    plans = re.findall(r"unetkit: (memory budget [^\"]+)", small_server.log_file.read_text())
+    assert len(plans) == CPU_INSTANCES, plans
+    assert len(set(plans)) == 1, plans
 
 
 def burst(url: str, outcomes: list[tuple[str, str]], deadline: float, seed: int) -> None:

@@ -13,6 +13,7 @@ import pytest
 from unetkit.core import UserError
 from unetkit.triton import (
     IdleTrim,
+    Limits,
     MemoryModel,
     RunLock,
     ServerMemory,
@@ -22,6 +23,7 @@ from unetkit.triton import (
     parse_bytes,
     plan_limits,
     plan_server_limits,
+    shared_limits,
 )
 from unetkit.triton.cpu_runtime import IO_BYTES_PER_PIXEL
 
@@ -96,6 +98,20 @@ def test_a_large_call_waits_for_the_others_and_holds_them_off(tmp_path: Path) ->
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released after each call
     finally:
         other.close()
+
+
+def test_the_first_instance_plans_for_all_and_the_others_read_its_plan(tmp_path: Path) -> None:
+    model_file = tmp_path / "model.onnx"
+    model_file.write_bytes(b"onnx")
+    plan_file = tmp_path / "server" / "unet-1.limits.json"
+    plan_file.parent.mkdir()
+    first = Limits(1 << 30, 1_200_000, 600_000, 1086)
+    second = Limits(1 << 30, 1_210_000, 605_000, 1090)  # what another instance would plan
+    assert shared_limits(lambda: first, plan_file, RunLock(model_file)) == first
+    assert shared_limits(lambda: second, plan_file, RunLock(model_file)) == first
+    assert [p.name for p in plan_file.parent.iterdir()] == [plan_file.name]  # no temporaries
+    # no server directory (tritonserver started by hand): each instance plans alone
+    assert shared_limits(lambda: second, None, RunLock(model_file)) == second
 
 
 def test_a_budget_too_small_for_any_image_says_how_much_is_needed() -> None:

@@ -32,6 +32,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "PARAM_MEMORY_BUDGET",
             "PARAM_MEMORY_BYTES_PER_PIXEL",
             "MEMORY_BUDGET_ENV",
+            "SERVER_DIR_ENV",
             "PARAM_OUTPUT_OFFSET_H",
             "PARAM_OUTPUT_OFFSET_W",
             "PARAM_OUTPUT_SHRINK_H",

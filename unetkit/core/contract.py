@@ -44,3 +44,6 @@ PARAM_MEMORY_BYTES_PER_PIXEL = "memory_bytes_per_pixel"
 PARAM_MEMORY_BUDGET = "memory_budget"
 # The server's memory budget, set by the launcher (make serve MEMORY=...) for the model.
 MEMORY_BUDGET_ENV = "UNETKIT_MEMORY_BUDGET"
+# A directory private to one tritonserver for its life, set by the launcher: the model's
+# instances share their memory plan there.
+SERVER_DIR_ENV = "UNETKIT_SERVER_DIR"

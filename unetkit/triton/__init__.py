@@ -21,6 +21,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "plan_limits",
             "plan_server_limits",
             "resident_bytes",
+            "shared_limits",
         ],
         "gpu_command": ["tritonserver_command"],
         "int8": [

@@ -27,13 +27,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from unetkit.core import SizeRule, UserError
+from unetkit.core import SizeRule, UserError, write_text_atomic
 
 # A budget left to the default takes this share of the memory available at start-up.
 DEFAULT_BUDGET_SHARE = 0.5
@@ -166,6 +166,21 @@ class RunLock:
             yield
         finally:
             fcntl.flock(self._file, fcntl.LOCK_UN)
+
+
+def shared_limits(plan: Callable[[], Limits], plan_file: Path | None, lock: RunLock) -> Limits:
+    """One server's instances answer alike: the first to start plans and writes `plan_file`,
+    the others read it. Each planning from the memory it saw at its own start, two instances
+    of one server accepted sides up to 1086 and 1090 pixels: a 1088-pixel image was served or
+    refused by chance. Without a file (no launcher's server directory), each plans alone."""
+    if plan_file is None:
+        return plan()
+    with lock.hold(exclusive=True):
+        if plan_file.is_file():
+            return Limits(**json.loads(plan_file.read_text()))
+        limits = plan()
+        write_text_atomic(plan_file, json.dumps(asdict(limits)))
+        return limits
 
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)

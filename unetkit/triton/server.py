@@ -33,6 +33,7 @@ from unetkit.core import (
     DEFAULT_HTTP_PORT,
     DEFAULT_METRICS_PORT,
     MODEL_NAME,
+    SERVER_DIR_ENV,
     UserError,
 )
 from unetkit.triton.access import access_flags, admin_key
@@ -191,7 +192,8 @@ class TritonServer:
         )
         self._process = subprocess.Popen(
             self.command(self._backend_dir),
-            env=server_environment() | self.extra_env,
+            # The backends' temporary directory is the server's own for its life.
+            env=server_environment() | {SERVER_DIR_ENV: str(self._backend_dir)} | self.extra_env,
             # Own process group: stop() can reach the python backend stubs as well.
             start_new_session=True,
             preexec_fn=_stop_with_parent,

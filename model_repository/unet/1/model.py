@@ -12,6 +12,7 @@ and the queue's inputs, divided by the model's measured bytes per pixel, gives t
 one ONNX Runtime call may take; the largest accepted side follows from it. A dynamic batch
 runs as several calls when it holds more pixels than that. A call larger than the
 instances' equal share of those pixels runs alone (RunLock): the other instances wait.
+The first instance to start plans for all of them (shared_limits), so they answer alike.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from unetkit.core import (
     PARAM_MEMORY_BASE_BYTES,
     PARAM_MEMORY_BUDGET,
     PARAM_MEMORY_BYTES_PER_PIXEL,
+    SERVER_DIR_ENV,
     UserError,
     rules_from_parameters,
 )
@@ -47,6 +49,7 @@ from unetkit.triton import (
     create_session,
     instance_count,
     plan_server_limits,
+    shared_limits,
 )
 
 OUTPUTS = (OUTPUT_PROB, OUTPUT_MASK)
@@ -113,12 +116,20 @@ class TritonPythonModel:
         )
         self.channels = channels
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.run_lock = RunLock(onnx_path)
+        server_dir = os.environ.get(SERVER_DIR_ENV)
+        plan_file = (
+            Path(server_dir) / f"{args['model_name']}-{args['model_version']}.limits.json"
+            if server_dir
+            else None
+        )
         try:
             self.rules = dict(zip("HW", rules_from_parameters(parameters), strict=True))
-            self.limits = self._limits(config, channels)
+            self.limits = shared_limits(
+                lambda: self._limits(config, channels), plan_file, self.run_lock
+            )
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
-        self.run_lock = RunLock(onnx_path)
         self.seconds_per_pixel: float | None = None
         self.trim = IdleTrim(TRIM_AFTER_IDLE_S)
         self.trim.start()
