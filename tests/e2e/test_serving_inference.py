@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tritonclient.grpc as grpcclient
 from PIL import Image
+from tritonclient.utils import InferenceServerException
 
-from tests.helpers.serving import REPO_ROOT, infer, random_images, run_client
-from unetkit.core import INPUT_IMAGE, OUTPUT_PROB
-from unetkit.triton import TritonServer, onnx_path
+from tests.helpers.serving import REPO_ROOT, image_input, infer, random_images, run_client
+from unetkit.core import INPUT_IMAGE, MODEL_NAME, OUTPUT_MASK, OUTPUT_PROB
+from unetkit.triton import CPU_INSTANCES, TritonServer, onnx_path
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +83,36 @@ def test_client_segments_the_samples_with_iou_at_least_0_9(
         assert (tmp_path / f"{sample.stem}.overlay.png").is_file()
         scores[sample.name] = iou(mask, truth)
     assert min(scores.values()) >= 0.9, scores
+
+
+def test_requests_whose_clients_gave_up_while_queued_are_not_run(triton: TritonServer) -> None:
+    """Large images keep every instance busy for a second or more; small requests with a
+    0.2 s deadline wait behind them, and their clients give up before an instance is free."""
+    assert triton.log_file is not None
+    log_start = triton.log_file.stat().st_size
+
+    def send(image: np.ndarray, deadline_s: float | None) -> str:
+        with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+            try:
+                client.infer(
+                    MODEL_NAME,
+                    [image_input(image)],
+                    outputs=[grpcclient.InferRequestedOutput(OUTPUT_MASK)],
+                    client_timeout=deadline_s,
+                )
+            except InferenceServerException as e:
+                return e.status() or "?"
+            return "mask"
+
+    large = random_images(7, (1, 2048, 2048, 1))
+    with ThreadPoolExecutor(CPU_INSTANCES + 4) as pool:
+        busy = [pool.submit(send, large, None) for _ in range(CPU_INSTANCES)]
+        time.sleep(0.3)
+        given_up = [pool.submit(send, random_images(i, (1, 256, 256, 1)), 0.2) for i in range(4)]
+        assert [f.result() for f in given_up] == ["StatusCode.DEADLINE_EXCEEDED"] * 4
+        assert [f.result() for f in busy] == ["mask"] * CPU_INSTANCES
+    time.sleep(0.5)  # the skipped batch is answered right after the large ones
+    with triton.log_file.open() as log:
+        log.seek(log_start)
+        skipped = re.findall(r"unetkit: skipped (\d+) request", log.read())
+    assert sum(map(int, skipped)) == 4, skipped

@@ -194,11 +194,15 @@ class TritonPythonModel:
         taken = 0  # pixels accepted so far; the first valid request is always run
         # Requests of the same size run as one batch; the others wait for their own run.
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray, list[str]]]] = {}
+        # Triton 2.51's dynamic batcher hands on requests whose client gave up while they
+        # were queued (a gRPC deadline, a cancel): they are answered, not run.
+        cancelled = 0
         for index, request in enumerate(requests):
-            if request.is_cancelled():  # its client gave up while it was queued
+            if request.is_cancelled():
                 responses[index] = pb_utils.InferenceResponse(
                     error=pb_utils.TritonError("cancelled", pb_utils.TritonError.CANCELLED)
                 )
+                cancelled += 1
                 continue
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT_IMAGE)
             if tensor is None:
@@ -217,6 +221,10 @@ class TritonPythonModel:
             taken += pixels
             wanted = [n for n in request.requested_output_names() if n in OUTPUTS]
             groups.setdefault(image.shape[1:], []).append((index, image, wanted or list(OUTPUTS)))
+        if cancelled:
+            pb_utils.Logger.log_info(
+                f"unetkit: skipped {cancelled} request(s) whose client gave up while queued"
+            )
         for members in groups.values():
             self._run(members, responses)
         self.trim.worked()
