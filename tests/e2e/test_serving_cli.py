@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.helpers.serving import REPO_ROOT, infer, run_client
 from unetkit.triton import CPU_INSTANCES, child_pids, free_ports, stub_pids
@@ -118,6 +119,8 @@ def test_serve_stops_on_sigint_though_started_with_sigint_ignored(
         for line in server.stdout:
             if line.startswith("Ctrl-C stops the server"):
                 break
+        else:
+            pytest.fail(f"serve ended with {server.wait()} before serving")
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=90) == 0
     finally:
