@@ -36,8 +36,9 @@ import os
 import platform
 import shlex
 import tempfile
-import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -122,6 +123,12 @@ def workload(model: Path, images: Path, batch_size: int) -> list[np.ndarray]:
     return [pixels for pixels, _ in request_batches(samples, batch_size, info.height, info.width)]
 
 
+def in_threads(work: Callable[[int], None], count: int) -> None:
+    """work(0) ... work(count - 1) at once, one thread each; the first error is raised."""
+    with ThreadPoolExecutor(count) as pool:
+        list(pool.map(work, range(count)))
+
+
 def warm_sessions(model: Path, count: int, batches: list[np.ndarray]) -> list[Any]:
     """`count` ONNX Runtime sessions as the server opens them, each run once on the workload."""
     sessions = [create_session(model, len(os.sched_getaffinity(0))) for _ in range(count)]
@@ -146,11 +153,7 @@ def inprocess_images_per_s(sessions: list[Any], batches: list[np.ndarray], secon
             index += 1
         elapsed[i] = time.perf_counter() - started
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(sessions))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(run, len(sessions))
     return sum(images) / max(elapsed)
 
 
@@ -202,11 +205,7 @@ def threaded_generator(
                 index += 1
 
     cpu, started = time.process_time(), time.perf_counter()
-    threads = [threading.Thread(target=user, args=(i, started + seconds)) for i in range(users)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(lambda i: user(i, started + seconds), users)
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     return {
         "images_per_s": sum(images) / elapsed,
