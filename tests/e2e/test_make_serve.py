@@ -11,10 +11,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.helpers import GOLDEN, REPO_ROOT
-from tests.helpers.serving import copy_model_directory, infer
+from tests.helpers.serving import copy_model_directory, infer, wait_until_serving
 from unetkit.triton import free_ports, onnx_path, read_export_record
 
 # An RGB model with 3 classes: nothing like the example (grey, 1 class).
@@ -56,12 +55,7 @@ def serve_and_segment(repository: Path, *make_args: str) -> np.ndarray:
         start_new_session=True,  # its own group, like a terminal's foreground job
     )
     try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("Ctrl-C stops the server"):
-                break
-        else:
-            pytest.fail(f"make serve ended with {server.wait()} before serving")
+        wait_until_serving(server, "make serve")
         prob, mask = infer(f"127.0.0.1:{grpc}", np.zeros((1, 48, 80, 3), np.uint8))
         os.killpg(server.pid, signal.SIGINT)
         # Ctrl-C ends make itself too (killed by SIGINT, or 2 for an interrupted recipe).

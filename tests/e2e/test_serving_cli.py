@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pytest
 
-from tests.helpers.serving import REPO_ROOT, infer, run_client
+from tests.helpers.serving import REPO_ROOT, infer, run_client, wait_until_serving
 from unetkit.triton import CPU_INSTANCES, child_pids, free_ports, stub_pids
 
 SERVE = [sys.executable, "-m", "unetkit.serve"]
@@ -50,6 +50,25 @@ def launched_stubs(launcher: subprocess.Popen[str]) -> list[int]:
     return [pid for server in child_pids(launcher.pid) for pid in stub_pids(server)]
 
 
+def start_serve(
+    serving_repository: Path, tmp_path: Path, **popen: Any
+) -> tuple[Path, int, subprocess.Popen[str]]:
+    """`unetkit.serve` on a private copy of the repository (its path tells this server's
+    processes apart from the session's) and free ports: the copy, the gRPC port, the process."""
+    repository = shutil.copytree(serving_repository, tmp_path / "repository")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    ports = ["--grpc-port", grpc_port, "--http-port", http_port, "--metrics-port", metrics_port]
+    popen.setdefault("stderr", subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [*SERVE, "--model-repository", str(repository), *map(str, ports)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+        **popen,
+    )
+    return repository, grpc_port, server
+
+
 def serve(*args: str | Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SERVE, *map(str, args)], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT
@@ -59,11 +78,9 @@ def serve(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_serve_answers_a_waiting_client_and_stops_on_sigterm_leaving_no_stub(
     serving_repository: Path, tmp_path: Path
 ) -> None:
-    # A private copy: its path tells this server's processes apart from the session's.
-    repository = shutil.copytree(serving_repository, tmp_path / "repository")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    ports = ["--grpc-port", grpc_port, "--http-port", http_port, "--metrics-port", metrics_port]
-    # The client starts first and retries (with backoff) while nothing listens yet.
+    repository, grpc_port, server = start_serve(serving_repository, tmp_path)
+    # The client starts while nothing listens yet (Triton takes seconds to load the model)
+    # and retries with backoff.
     client = subprocess.Popen(
         [
             *(sys.executable, str(REPO_ROOT / "client" / "segment.py"), "--retries", "8"),
@@ -73,13 +90,6 @@ def test_serve_answers_a_waiting_client_and_stops_on_sigterm_leaving_no_stub(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    server = subprocess.Popen(
-        [*SERVE, "--model-repository", str(repository), *map(str, ports)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO_ROOT,
     )
     try:
         assert server.stdout is not None
@@ -103,24 +113,13 @@ def test_serve_stops_on_sigint_though_started_with_sigint_ignored(
     serving_repository: Path, tmp_path: Path
 ) -> None:
     """As a background job of a script is: bash starts it with SIGINT ignored."""
-    repository = shutil.copytree(serving_repository, tmp_path / "repository")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    ports = ["--grpc-port", grpc_port, "--http-port", http_port, "--metrics-port", metrics_port]
-    server = subprocess.Popen(
-        [*SERVE, "--model-repository", str(repository), *map(str, ports)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        cwd=REPO_ROOT,
+    repository, _, server = start_serve(
+        serving_repository,
+        tmp_path,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
-        assert server.stdout is not None
-        for line in server.stdout:
-            if line.startswith("Ctrl-C stops the server"):
-                break
-        else:
-            pytest.fail(f"serve ended with {server.wait()} before serving")
+        wait_until_serving(server, "serve")
         server.send_signal(signal.SIGINT)
         assert server.wait(timeout=90) == 0
     finally:
@@ -129,16 +128,8 @@ def test_serve_stops_on_sigint_though_started_with_sigint_ignored(
 
 
 def test_serve_restarts_triton_when_a_stub_dies(serving_repository: Path, tmp_path: Path) -> None:
-    repository = shutil.copytree(serving_repository, tmp_path / "repository")
-    http_port, grpc_port, metrics_port = free_ports(3)
-    ports = ["--grpc-port", grpc_port, "--http-port", http_port, "--metrics-port", metrics_port]
-    server = subprocess.Popen(
-        [*SERVE, "--model-repository", str(repository), *map(str, ports)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # Triton's log and the launcher's lines, in order
-        text=True,
-        cwd=REPO_ROOT,
-    )
+    # Triton's log and the launcher's lines, in order
+    _, grpc_port, server = start_serve(serving_repository, tmp_path, stderr=subprocess.STDOUT)
     lines: queue.Queue[str] = queue.Queue()
     assert server.stdout is not None
     threading.Thread(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import tritonclient.grpc as grpcclient
 
 from tests.helpers import REPO_ROOT
@@ -49,3 +50,12 @@ def run_client(*args: str | Path, timeout: float = 300) -> subprocess.CompletedP
         text=True,
         timeout=timeout,
     )
+
+
+def wait_until_serving(launcher: subprocess.Popen[str], name: str) -> None:
+    """Read the launcher's stdout up to its banner's last line; fail if it ends first."""
+    assert launcher.stdout is not None
+    for line in launcher.stdout:
+        if line.startswith("Ctrl-C stops the server"):
+            return
+    pytest.fail(f"{name} ended with {launcher.wait()} before serving")
