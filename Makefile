@@ -19,13 +19,15 @@ METRICS_PORT ?=
 # make serve / make repository: your Keras model and its export flags, e.g.
 #   make serve MODEL=my_unet.h5 EXPORT_ARGS="--mean 123.7 116.3 103.5 --std 58.4 57.1 57.4"
 # Empty MODEL keeps the model the repository was last made from (the example at first).
-# PRECISION=fp32 serves fp32 (default: int8 when it passes its accuracy gate, calibrated on
-# CALIBRATION, default samples/). MEMORY=4G: the server's memory budget (default: half the
-# memory available at start-up). QUEUE=16: Triton refuses requests beyond 16 waiting (a queue
+# RUNTIME=openvino|onnxruntime picks the CPU engine and PRECISION=int8|bf16|fp32 the precision
+# (default: the fastest engine and precision measured on this machine that passes its accuracy
+# gate against fp32, calibrated on CALIBRATION, default samples/). MEMORY=4G: the server's
+# memory budget (default: half the memory available at start-up). QUEUE=16: Triton refuses requests beyond 16 waiting (a queue
 # policy; default none: in Triton 2.51 it delays some requests by up to 500 ms).
 MODEL ?=
 EXPORT_ARGS ?=
 PRECISION ?=
+RUNTIME ?=
 CALIBRATION ?=
 QUEUE ?=
 MEMORY ?=
@@ -86,7 +88,7 @@ example-eval: keras-venv  ## IoU of the example model on samples/, computed by K
 repository: venv  ## export MODEL (default: the last one, else the example) into $(REPOSITORY)/unet/1/
 	$(BIN)/python build/make_repository.py --repository $(REPOSITORY) \
 		$(if $(MODEL),--model $(MODEL)) $(if $(PRECISION),--precision $(PRECISION)) \
-		$(if $(CALIBRATION),--calibration $(CALIBRATION)) \
+		$(if $(RUNTIME),--runtime $(RUNTIME)) $(if $(CALIBRATION),--calibration $(CALIBRATION)) \
 		$(if $(QUEUE),--max-queue-size $(QUEUE)) $(EXPORT_ARGS)
 
 serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/HTTP_PORT/METRICS_PORT

@@ -25,7 +25,18 @@ from bench import (
 from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
 from unetkit.core import load_samples, run_cli
 from unetkit.keras2onnx import export_onnx, save_onnx
-from unetkit.triton import Scheme, check_int8, network_input, quantize, split
+from unetkit.triton import (
+    FP32,
+    INT8,
+    ONNXRUNTIME,
+    EngineSpec,
+    Scheme,
+    check_against_fp32,
+    network_input,
+    open_engine,
+    quantize,
+    split,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMES = [Scheme(qdq, per_channel) for qdq in (True, False) for per_channel in (True, False)]
@@ -55,11 +66,16 @@ def main(argv: list[str]) -> int:
             path = Path(work) / f"int8_{scheme.qdq}_{scheme.per_channel}.onnx"
             quantize(fp32, path, calibration, scheme)
             speed = inprocess_images_per_s(warm_sessions(path, 1, batches), batches, args.seconds)
-            gate = check_int8(fp32, path, info, samples, threads)
+            gate = check_against_fp32(
+                open_engine(EngineSpec(ONNXRUNTIME, FP32), fp32, threads),
+                open_engine(EngineSpec(ONNXRUNTIME, INT8), path, threads),
+                info,
+                samples,
+            )
             rows.append(
                 f"| int8 {scheme} | {speed:.1f} | {speed / base:.2f} | "
                 f"{gate.mask_agreement_calibration:.4%} / {gate.mask_agreement_held_back:.4%} | "
-                f"{gate.iou_int8:.4f} (fp32 {gate.iou_fp32:.4f}) | "
+                f"{gate.iou_candidate:.4f} (fp32 {gate.iou_fp32:.4f}) | "
                 f"{'pass' if gate.passed else 'FAIL'} |"
             )
             print(rows[-1], flush=True)

@@ -21,7 +21,7 @@ from unetkit.core import (
     SizeRule,
     rules_from_parameters,
 )
-from unetkit.triton import MemoryModel, render_cpu_config
+from unetkit.triton import EngineSpec, MemoryModel, render_cpu_config
 
 CLIENT = client_module("segment")
 PARAMETERS = [
@@ -61,7 +61,8 @@ def rendered_parameters(info: ModelInfo) -> dict[str, str]:
     """The parameters of the CPU config the kit renders for `info`, as the client reads
     them from the server (string values by key)."""
     config = text_format.Parse(
-        render_cpu_config(info, MemoryModel(1, 1)), model_config_pb2.ModelConfig()
+        render_cpu_config(info, MemoryModel(1, 1), EngineSpec("openvino", "int8")),
+        model_config_pb2.ModelConfig(),
     )
     return {key: value.string_value for key, value in config.parameters.items()}
 

@@ -16,16 +16,10 @@ import pytest
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.serving import copy_model_directory, infer
+from tests.helpers.serving import copy_model_directory, infer, served_engine
 from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.core import INPUT_IMAGE, MEMORY_BUDGET_ENV, MODEL_NAME, OUTPUT_MASK
-from unetkit.triton import (
-    CPU_INSTANCES,
-    CPU_MAX_QUEUE_SIZE,
-    TritonServer,
-    create_session,
-    onnx_path,
-)
+from unetkit.triton import CPU_INSTANCES, CPU_MAX_QUEUE_SIZE, TritonServer
 
 BUDGET_BYTES = 1 << 30
 SIDE = 1024  # about 0.45 GiB of ONNX Runtime memory each: two at once would not fit
@@ -122,8 +116,8 @@ def test_a_burst_stays_inside_the_budget_and_every_request_is_answered(
 def test_right_after_the_burst_the_server_answers_correctly(small_server: TritonServer) -> None:
     image = np.random.default_rng(5).integers(0, 256, (1, 256, 256, 1), np.uint8)
     prob, mask = infer(small_server.grpc_url, image)
-    session = create_session(onnx_path(small_server.model_repository), 1)
-    expected_prob, expected_mask = session.run(["PROB", "MASK"], {INPUT_IMAGE: image})
+    engine = served_engine(small_server.model_repository)
+    expected_prob, expected_mask = engine.run(["PROB", "MASK"], {INPUT_IMAGE: image})
     np.testing.assert_allclose(prob, expected_prob, atol=1e-5)
     np.testing.assert_array_equal(mask, expected_mask)
 

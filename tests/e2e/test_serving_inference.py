@@ -1,4 +1,5 @@
-"""The U-Net through the real Triton server: same numbers as ONNX Runtime, batching, samples."""
+"""The U-Net through the real Triton server: same numbers as its engine in this process (the
+one the export chose), batching, samples."""
 
 from __future__ import annotations
 
@@ -8,31 +9,38 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tests.helpers.serving import REPO_ROOT, image_input, infer, random_images, run_client
+from tests.helpers.serving import (
+    REPO_ROOT,
+    image_input,
+    infer,
+    random_images,
+    run_client,
+    served_engine,
+)
 from unetkit.core import INPUT_IMAGE, MODEL_NAME, OUTPUT_MASK, OUTPUT_PROB
-from unetkit.triton import CPU_INSTANCES, TritonServer, onnx_path
+from unetkit.triton import CPU_INSTANCES, Engine, TritonServer
 
 
 @pytest.fixture(scope="module")
-def in_process(serving_repository: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(
-        str(onnx_path(serving_repository)), providers=["CPUExecutionProvider"]
-    )
+def in_process(serving_repository: Path) -> Engine:
+    """The served engine on the served file, with the server's threads (every core)."""
+    return served_engine(serving_repository, threads=0)
 
 
 @pytest.mark.parametrize("shape", [(1, 256, 256, 1), (2, 64, 96, 1)])
-def test_prob_equals_in_process_onnx_runtime(
-    triton: TritonServer, in_process: ort.InferenceSession, shape: tuple[int, ...]
+def test_prob_equals_the_served_engine_in_process(
+    triton: TritonServer, in_process: Engine, shape: tuple[int, ...]
 ) -> None:
     images = random_images(1, shape)
     prob, mask = infer(triton.grpc_url, images)
-    expected_prob, expected_mask = in_process.run(None, {INPUT_IMAGE: images})
+    expected_prob, expected_mask = in_process.run(
+        [OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: images}
+    )
     assert prob.shape == expected_prob.shape and mask.shape == expected_mask.shape
     np.testing.assert_allclose(prob, expected_prob, rtol=0, atol=1e-5)
     # MASK is computed from PROB: only pixels right at the threshold may flip.
@@ -49,7 +57,7 @@ def test_one_request_of_three_images_equals_three_requests(triton: TritonServer)
 
 
 def test_concurrent_requests_of_mixed_sizes_each_get_their_own_answer(
-    triton: TritonServer, in_process: ort.InferenceSession
+    triton: TritonServer, in_process: Engine
 ) -> None:
     """The dynamic batcher hands model.py several requests at once, of different sizes."""
     shapes = [(1, 32, 32, 1), (2, 32, 48, 1), (1, 32, 32, 1), (1, 64, 32, 1)] * 3

@@ -65,6 +65,27 @@ def test_instances_share_what_the_reserve_and_their_sessions_leave() -> None:
     assert sessions + 2 * 400 * limits.shared_run_pixels <= 1 << 30
 
 
+def test_an_engine_that_keeps_activations_fits_its_largest_call_beside_what_idle_ones_keep() -> (
+    None
+):
+    """OpenVINO keeps a call's activations: the plan bounds what an idle instance keeps and
+    leaves room for the call that runs alone beside what the other instances keep."""
+    model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
+    sessions = (300 << 20) + 2 * (100 << 20)
+    limits = plan_limits(model, 1 << 30, 300 << 20, 2048, instances=2, keeps_activations=True)
+    spare = ((1 << 30) - sessions) // 400
+    assert limits.kept_run_pixels == spare // 4
+    assert not limits.needs_release(limits.kept_run_pixels)
+    assert limits.needs_release(limits.kept_run_pixels + 1)
+    # the call alone beside what the other instance keeps, or both at their shared size
+    assert sessions + 400 * (limits.max_run_pixels + limits.kept_run_pixels) <= 1 << 30
+    assert sessions + 2 * 400 * limits.shared_run_pixels <= 1 << 30
+    # an engine that gives everything back keeps the whole spare for the call alone
+    frees = plan_limits(model, 1 << 30, 300 << 20, 2048, instances=2)
+    assert frees.max_run_pixels == spare > limits.max_run_pixels
+    assert not frees.needs_release(frees.max_run_pixels)
+
+
 def test_each_stub_counts_once_at_its_session_or_the_measured_base() -> None:
     model = MemoryModel(base_bytes=100 << 20, bytes_per_pixel=400 - IO_BYTES_PER_PIXEL)
     triton, queued = 200 << 20, 64 << 20

@@ -24,6 +24,7 @@ from unetkit.core import (
 )
 from unetkit.triton import (
     CPU_INSTANCES,
+    EngineSpec,
     MemoryModel,
     instance_count,
     onnx_path,
@@ -119,7 +120,7 @@ def test_both_configs_publish_the_mask_threshold_exactly(threshold: float):
     info = ModelInfo(1, 1, rule, rule, None, (0, 0, 0, 0), threshold, (0.0,), (255.0,), "m")
     for text in (
         render_plan_config(info, default_profile(info)),
-        render_cpu_config(info, MemoryModel(1, 1)),
+        render_cpu_config(info, MemoryModel(1, 1), EngineSpec("openvino", "int8")),
     ):
         params = {k: v.string_value for k, v in parse(text).parameters.items()}
         assert float(params["threshold"]) == threshold

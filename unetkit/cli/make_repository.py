@@ -1,10 +1,17 @@
 """Write the generated files of the Triton model repository from a Keras model.
 
-model_repository/unet/1/model.onnx       the model, with the kit's IMAGE/PROB/MASK contract
-model_repository/unet/configs/cpu.pbtxt  the CPU configuration, rendered for that model,
-                                         with its memory use measured by ONNX Runtime
+model_repository/unet/1/model.onnx       the model (fp32, or its int8 copy), with the kit's
+                                         IMAGE/PROB/MASK contract
+model_repository/unet/configs/cpu.pbtxt  the CPU configuration, rendered for that model: the
+                                         engine that serves it and its measured memory use
+model_repository/unet/1/runtime.json     every engine measured (runtime x precision), its
+                                         speed and accuracy, which serves and why
 model_repository/unet/1/export.json      which Keras file and options they were made from
-model_repository/unet/1/quantization.json  the int8 accuracy gate's numbers (int8 only)
+
+The engine is chosen by measurement on this machine: ONNX Runtime and OpenVINO, each on the
+fp32 model, the int8 copy (ONNX Runtime's static quantization) and, where the CPU computes
+bf16 natively, the fp32 model in bf16. Every candidate faster than fp32 must pass the
+accuracy gate against ONNX Runtime fp32, and the fastest that passes serves.
 
 Both are written to a temporary name and renamed, so Triton never sees a half-written file.
 Nothing is rewritten when the Keras file and the options are those of the last export.
@@ -35,17 +42,23 @@ from unetkit.core import (
 )
 from unetkit.keras2onnx import export_onnx, save_onnx
 from unetkit.triton import (
-    Gate,
+    AUTO,
+    FP32,
+    INT8,
+    PRECISIONS,
+    RUNTIMES,
+    EngineChoice,
     backend_code_path,
-    check_int8,
+    check_runtime,
+    choose_engine,
     cpu_config_path,
     measure_memory,
     network_input,
     onnx_path,
-    quantization_report_path,
     quantize,
     read_export_record,
     render_cpu_config,
+    runtime_report_path,
     split,
     version_dir,
     write_export_record,
@@ -54,15 +67,17 @@ from unetkit.triton import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_MODEL = REPO_ROOT / "example" / "unet_example.h5"
 SAMPLES = REPO_ROOT / "samples"
-PRECISIONS = ("int8", "fp32")
 
 
 @dataclass(frozen=True)
 class Outcome:
     keras_model: Path
     written: list[Path]  # empty when the repository was up to date
-    precision: str = ""  # what the repository serves, when it was written
-    gate: Gate | None = None  # the int8 accuracy gate's numbers, when int8 was tried
+    choice: EngineChoice | None = None  # the engines measured and the one served, if written
+
+    @property
+    def precision(self) -> str:
+        return self.choice.served.precision if self.choice is not None else ""
 
 
 def export_options(
@@ -72,6 +87,7 @@ def export_options(
     precision: str,
     calibration: Path,
     max_queue_size: int = 0,
+    runtime: str = AUTO,
 ) -> dict[str, Any]:
     """The options as the export record stores them (JSON types, None for defaults)."""
     return {
@@ -79,7 +95,8 @@ def export_options(
         "std": None if std is None else [float(v) for v in std],
         "threshold": float(threshold),
         "precision": precision,
-        "calibration": str(calibration.resolve()) if precision == "int8" else None,
+        "runtime": runtime,
+        "calibration": str(calibration.resolve()),
         "max_queue_size": max_queue_size,
     }
 
@@ -91,17 +108,19 @@ def make_repository(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     threshold: float = DEFAULT_THRESHOLD,
-    precision: str = "int8",
+    precision: str = AUTO,
+    runtime: str = AUTO,
     calibration: Path = SAMPLES,
     max_queue_size: int = 0,
     force: bool = False,
 ) -> Outcome:
-    """Export `keras_model` into `repository` (int8 when it passes its accuracy gate) and
-    render its CPU config, unless they are already the export of that file with these
-    options. `keras_model` None means the file the repository was last made from, or the
-    example model."""
+    """Export `keras_model` into `repository`, served by the fastest engine that passes its
+    accuracy gate on this machine, and render its CPU config, unless they are already the
+    export of that file with these options. `keras_model` None means the file the
+    repository was last made from, or the example model."""
     if precision not in PRECISIONS:
-        raise UserError(f"precision {precision!r}: use {' or '.join(PRECISIONS)}")
+        raise UserError(f"precision {precision!r}: use {', '.join(PRECISIONS)}")
+    check_runtime(runtime)
     if max_queue_size < 0:
         raise UserError(f"--max-queue-size {max_queue_size}: use 0 (no queue policy) or more")
     if not backend_code_path(repository).is_file():
@@ -117,41 +136,37 @@ def make_repository(
                 f"the repository was made from {keras_model}, which is gone: pass --model "
                 "(make serve MODEL=...)"
             )
-    options = export_options(mean, std, threshold, precision, calibration, max_queue_size)
+    options = export_options(mean, std, threshold, precision, calibration, max_queue_size, runtime)
     target = onnx_path(repository)
     if not force and record is not None and record.matches(keras_model, options, target):
         return Outcome(keras_model, [])
     model, info = export_onnx(keras_model, mean=mean, std=std, threshold=threshold)
     threads = len(os.sched_getaffinity(0))
+    samples = load_samples(calibration, info.channels)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=version_dir(repository)) as work:
-        served = Path(work) / "fp32.onnx"
-        save_onnx(model, served)
-        gate = None
-        if precision == "int8":
-            int8 = Path(work) / "int8.onnx"
-            samples = load_samples(calibration, info.channels)
+        files = {FP32: Path(work) / "fp32.onnx"}
+        save_onnx(model, files[FP32])
+        if precision in (AUTO, INT8):
+            files[INT8] = Path(work) / "int8.onnx"
             inputs = [network_input(s.image, info) for s in split(samples)[0]]
-            quantize(served, int8, [x for x in inputs if x is not None])
-            gate = check_int8(served, int8, info, samples, threads)
-            if gate.passed:
-                served = int8
-        memory = measure_memory(served, info.channels, info.height, info.width, threads)
-        config = render_cpu_config(info, memory, max_queue_size)
+            quantize(files[FP32], files[INT8], [x for x in inputs if x is not None])
+        choice = choose_engine(files, info, samples, precision, runtime, threads)
+        served = files[choice.served.onnx_file]
+        memory = measure_memory(
+            served, choice.served, info.channels, info.height, info.width, threads
+        )
+        config = render_cpu_config(info, memory, choice.served, max_queue_size)
         os.replace(served, target)  # same directory tree: readers see the old or the new file
-    written = [target, cpu_config_path(repository)]
+    written = [target, cpu_config_path(repository), runtime_report_path(repository)]
     try:
         write_text_atomic(cpu_config_path(repository), config)
-        if gate is not None:
-            report = {"served": "int8" if gate.passed else "fp32", **gate.as_dict()}
-            write_text_atomic(
-                quantization_report_path(repository), json.dumps(report, indent=2) + "\n"
-            )
-            written.append(quantization_report_path(repository))
+        write_text_atomic(
+            runtime_report_path(repository), json.dumps(choice.as_dict(), indent=2) + "\n"
+        )
     except OSError as e:
         raise UserError(f"cannot write into {version_dir(repository)}: {e.strerror or e}") from e
     write_export_record(repository, keras_model, options)
-    served_precision = "int8" if gate is not None and gate.passed else "fp32"
-    return Outcome(keras_model, written, served_precision, gate)
+    return Outcome(keras_model, written, choice)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -176,17 +191,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add_normalization_arguments(parser)
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
-        default="int8",
-        help="int8 (default): ONNX Runtime static quantization, served only if it passes "
-        "its accuracy gate against fp32, else fp32 with a one-line note; fp32: no quantization",
+        default=AUTO,
+        help="auto (default): the fastest of fp32, int8 (ONNX Runtime's static quantization) "
+        "and bf16 (OpenVINO, on CPUs with native bf16) that passes its accuracy gate against "
+        "fp32; int8 or bf16: that one if it passes, else fp32; fp32: fp32 only",
+    )
+    parser.add_argument(
+        "--runtime",
+        default=AUTO,
+        help=f"auto (default): the fastest engine measured here; or one of {', '.join(RUNTIMES)}",
     )
     parser.add_argument(
         "--calibration",
         type=Path,
         default=SAMPLES,
-        help="images (with ground truth in gt/ where there is some) that calibrate int8 and "
-        "check it; every 4th is held back from calibration (default: samples/)",
+        help="images (with ground truth in gt/ where there is some) that calibrate int8, gate "
+        "every precision against fp32 (every 4th is held back from calibration) and time the "
+        "engines (default: samples/)",
     )
     parser.add_argument(
         "--max-queue-size",
@@ -210,6 +231,7 @@ def main(argv: list[str]) -> int:
         std=args.std,
         threshold=args.threshold,
         precision=args.precision,
+        runtime=args.runtime,
         calibration=args.calibration,
         max_queue_size=args.max_queue_size,
         force=args.force,
@@ -219,13 +241,8 @@ def main(argv: list[str]) -> int:
         return 0
     for path in outcome.written:
         print(f"wrote {path} (from {outcome.keras_model})")
-    if outcome.gate is not None:
-        verdict = (
-            "serving int8"
-            if outcome.gate.passed
-            else ("int8 failed its accuracy gate: serving fp32")
-        )
-        print(f"{verdict}: {outcome.gate.describe()} (details: quantization.json)")
+    if outcome.choice is not None:
+        print(f"{outcome.choice.reason} (details: runtime.json)")
     return 0
 
 

@@ -28,6 +28,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "PARAM_MAX_IMAGE_SIDE",
             "PARAM_THRESHOLD",
             "PARAM_INTRA_OP_THREADS",
+            "PARAM_RUNTIME",
+            "PARAM_PRECISION",
             "PARAM_MEMORY_BASE_BYTES",
             "PARAM_MEMORY_BUDGET",
             "PARAM_MEMORY_BYTES_PER_PIXEL",

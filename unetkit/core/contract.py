@@ -39,6 +39,10 @@ PARAM_MAX_IMAGE_SIDE = "max_image_side"
 # takes the mask from the blend with the same threshold.
 PARAM_THRESHOLD = "threshold"
 PARAM_INTRA_OP_THREADS = "intra_op_threads"
+# Which engine the CPU route's model.py opens (chosen by measurement at export), and at
+# which precision: fp32 or int8 (the file's own), or bf16 (OpenVINO on the fp32 file).
+PARAM_RUNTIME = "runtime"
+PARAM_PRECISION = "precision"
 PARAM_MEMORY_BASE_BYTES = "memory_base_bytes"
 PARAM_MEMORY_BYTES_PER_PIXEL = "memory_bytes_per_pixel"
 PARAM_MEMORY_BUDGET = "memory_budget"

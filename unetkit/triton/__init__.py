@@ -1,6 +1,7 @@
-"""Triton Inference Server: the real server from the nvidia-pytriton wheel (CPU route) and its
-ONNX Runtime model's memory, the tritonserver command of the GPU container, the model's
-configurations and its repository. The GPU container uses only standard-library modules."""
+"""Triton Inference Server: the real server from the nvidia-pytriton wheel (CPU route), its
+engines (OpenVINO, ONNX Runtime), which of them serves and their memory, the tritonserver
+command of the GPU container, the model's configurations and its repository. The GPU
+container uses only standard-library modules."""
 
 from unetkit.core import lazy_exports
 
@@ -15,7 +16,6 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "RunLock",
             "ServerMemory",
             "available_bytes",
-            "create_session",
             "measure_memory",
             "parse_bytes",
             "plan_limits",
@@ -23,12 +23,37 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "resident_bytes",
             "shared_limits",
         ],
+        "engines": [
+            "BF16",
+            "FP32",
+            "INT8",
+            "ONNXRUNTIME",
+            "OPENVINO",
+            "RUNTIMES",
+            "Engine",
+            "EngineSpec",
+            "check_runtime",
+            "create_session",
+            "native_bf16",
+            "open_engine",
+            "openvino_config",
+            "openvino_problem",
+        ],
+        "engine_choice": [
+            "AUTO",
+            "PRECISIONS",
+            "REFERENCE",
+            "Candidate",
+            "EngineChoice",
+            "choose_engine",
+            "timing_inputs",
+        ],
         "gpu_command": ["tritonserver_command"],
         "int8": [
             "DEFAULT_SCHEME",
             "Gate",
             "Scheme",
-            "check_int8",
+            "check_against_fp32",
             "network_input",
             "quantize",
             "split",
@@ -51,7 +76,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "cpu_config_path",
             "model_dir",
             "onnx_path",
-            "quantization_report_path",
+            "runtime_report_path",
             "read_export_record",
             "version_dir",
             "write_export_record",

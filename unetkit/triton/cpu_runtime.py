@@ -1,18 +1,12 @@
-"""The CPU route's ONNX Runtime: one way to open the session, what one run costs in memory,
-and how a memory budget becomes the limits the server enforces.
+"""The CPU route's memory: what one run of the served engine costs, and how a memory budget
+becomes the limits the server enforces.
 
-The session runs without ONNX Runtime's CPU memory arena and memory pattern. With both (the
-defaults), the second run of a shape asks the arena for one block holding every activation,
-which it cannot fit into what it already holds: 2048x2048 took 1.15 GiB on its first run
-and 2.48 GiB on its second, a dynamic batch of eight such images would take about 21 GiB,
-and the arena never gives memory back. Without them, a run peaks at the graph's largest
-set of live activations (255 bytes per input pixel for the example U-Net) and returns its
-memory to the operating system (measured on the 2-core box, ONNX Runtime 1.32; BENCHMARKS.md).
-
-Peak memory grows linearly with the pixels of one run (N x H x W): the converter's model
-is measured at export (`measure_memory`, in fresh processes) and the two numbers go into
-the model's config, where model.py turns the server's budget into the largest image side
-it accepts and the pixels one ONNX Runtime call may take.
+Peak memory grows linearly with the pixels of one run (N x H x W): the served engine
+(unetkit.triton.engines) is measured at export (`measure_memory`, in fresh processes) and
+the two numbers go into the model's config, where model.py turns the server's budget into
+the largest image side it accepts and the pixels one engine call may take. ONNX Runtime
+gives a run's memory back when it ends; OpenVINO keeps the activations of its largest run
+until it is recompiled, so the plan also bounds what an idle instance may keep.
 """
 
 from __future__ import annotations
@@ -31,9 +25,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from unetkit.core import SizeRule, UserError, write_text_atomic
+from unetkit.triton.engines import EngineSpec, open_engine
 
 # A budget left to the default takes this share of the memory available at start-up.
 DEFAULT_BUDGET_SHARE = 0.5
@@ -43,23 +37,6 @@ IO_BYTES_PER_PIXEL = 32
 # Sizes measured at export, near these sides: small enough to take seconds, large enough
 # for the activations to dominate the fixed cost.
 MEASURED_SIDES = (384, 768)
-
-
-def create_session(onnx_path: Path, threads: int) -> Any:
-    """An ONNX Runtime CPU session as the CPU route runs it (imported here only)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False
-    # The memory pattern (one block for all activations, planned from the first run of a
-    # shape) raised the peak from 255 to 328 bytes per pixel: off.
-    options.enable_mem_pattern = False
-    # Threads that spin between runs take the cores from the other model instance: two
-    # instances with spinning ran int8 at 39 images/s, without it at 60-63 (BENCHMARKS.md).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)
@@ -77,9 +54,11 @@ class MemoryModel:
 @dataclass(frozen=True)
 class Limits:
     budget_bytes: int
-    max_run_pixels: int  # pixels one ONNX Runtime call may take, running alone
+    max_run_pixels: int  # pixels one engine call may take, running alone
     shared_run_pixels: int  # pixels a call may take while every other instance runs too
     max_side: int  # the largest height or width accepted
+    # An engine that keeps its activations (OpenVINO) gives them back after a larger call.
+    kept_run_pixels: int = 0
 
     def describe(self) -> str:
         return (
@@ -91,16 +70,31 @@ class Limits:
     def needs_exclusive(self, pixels: int) -> bool:
         return pixels > self.shared_run_pixels
 
+    def needs_release(self, pixels: int) -> bool:
+        """Whether an engine that keeps activations must give them back after this call."""
+        return pixels > self.kept_run_pixels
+
 
 def plan_limits(
-    model: MemoryModel, budget_bytes: int, reserved_bytes: int, side_cap: int, instances: int = 1
+    model: MemoryModel,
+    budget_bytes: int,
+    reserved_bytes: int,
+    side_cap: int,
+    instances: int = 1,
+    keeps_activations: bool = False,
 ) -> Limits:
-    """What one ONNX Runtime call may take, alone and beside the calls of the other
-    instances, once `reserved_bytes` (the server's own processes, the queue) and every
-    instance's session are set aside; UserError when not even the smallest image fits."""
+    """What one engine call may take, alone and beside the calls of the other instances,
+    once `reserved_bytes` (the server's own processes, the queue) and every instance's
+    session are set aside; UserError when not even the smallest image fits.
+
+    An engine that keeps its activations after a call (OpenVINO) keeps at most
+    `kept_run_pixels` worth, and gives back what a larger call took: the call that runs
+    alone must then fit beside what the idle instances keep. Half of the spare memory is
+    shared between the kept activations, the rest goes to the call running alone."""
     per_pixel = model.bytes_per_pixel + IO_BYTES_PER_PIXEL
-    spare = budget_bytes - reserved_bytes - instances * model.base_bytes
-    max_run_pixels = max(spare // per_pixel, 0)
+    spare = max(budget_bytes - reserved_bytes - instances * model.base_bytes, 0) // per_pixel
+    kept = spare // (2 * instances) if keeps_activations and instances > 1 else spare
+    max_run_pixels = spare - (instances - 1) * kept if keeps_activations else spare
     max_side = min(math.isqrt(max_run_pixels), side_cap)
     if max_side < 1:
         needed = reserved_bytes + instances * model.base_bytes
@@ -109,7 +103,7 @@ def plan_limits(
             f"the server needs {needed / 2**20:.0f} MiB before the first pixel (set a larger "
             "budget: make serve MEMORY=...)"
         )
-    return Limits(budget_bytes, max_run_pixels, max_run_pixels // instances, max_side)
+    return Limits(budget_bytes, max_run_pixels, spare // instances, max_side, kept)
 
 
 @dataclass(frozen=True)
@@ -133,6 +127,7 @@ def plan_server_limits(
     queued_bytes: int,
     side_cap: int,
     instances: int,
+    keeps_activations: bool = False,
 ) -> Limits:
     """One instance's limits: the budget ("auto": what the server holds now and half of what
     is available) less tritonserver, the queued inputs and every instance's stub. A stub
@@ -147,7 +142,9 @@ def plan_server_limits(
         )
     else:
         budget = parse_bytes(budget_text)
-    return plan_limits(stub, budget, held.server_bytes + queued_bytes, side_cap, instances)
+    return plan_limits(
+        stub, budget, held.server_bytes + queued_bytes, side_cap, instances, keeps_activations
+    )
 
 
 class RunLock:
@@ -256,21 +253,26 @@ def resident_bytes(pid: int | str = "self") -> int:
 
 
 def measure_memory(
-    onnx_path: Path, channels: int, height: SizeRule, width: SizeRule, threads: int
+    onnx_path: Path,
+    engine: EngineSpec,
+    channels: int,
+    height: SizeRule,
+    width: SizeRule,
+    threads: int,
 ) -> MemoryModel:
-    """Fit base + bytes_per_pixel to the peaks of two runs each at two sizes, every size in
-    a fresh interpreter (a process's peak cannot be reset portably)."""
+    """Fit base + bytes_per_pixel to the peaks of two runs each at two sizes of `engine`,
+    every size in a fresh interpreter (a process's peak cannot be reset portably)."""
     points = []
     for side in MEASURED_SIDES:
         h, w = height.next_valid(side), width.next_valid(side)
         result = subprocess.run(
-            [sys.executable, "-m", "unetkit.triton.cpu_runtime", str(onnx_path), str(h), str(w),
-             str(channels), str(threads)],
+            [sys.executable, "-m", "unetkit.triton.cpu_runtime", str(onnx_path), engine.runtime,
+             engine.precision, str(h), str(w), str(channels), str(threads)],
             capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         if result.returncode != 0:
             raise UserError(
-                f"could not measure the model's memory with ONNX Runtime: "
+                f"could not measure the model's memory with {engine}: "
                 f"{(result.stderr.strip().splitlines() or ['?'])[-1]}"
             )
         points.append(json.loads(result.stdout))
@@ -282,21 +284,25 @@ def measure_memory(
     return MemoryModel(base_bytes=int(base), bytes_per_pixel=math.ceil(per_pixel))
 
 
-def _probe(onnx_path: str, height: int, width: int, channels: int, threads: int) -> None:
-    """Child process of measure_memory: resident memory with the session open, and the peak
+def _probe(
+    onnx_path: str, engine: EngineSpec, height: int, width: int, channels: int, threads: int
+) -> None:
+    """Child process of measure_memory: resident memory with the engine open, and the peak
     over two runs at one size."""
     import numpy as np
 
-    session = create_session(Path(onnx_path), threads)
+    from unetkit.core import INPUT_IMAGE, OUTPUT_MASK, OUTPUT_PROB
+
+    opened_engine = open_engine(engine, Path(onnx_path), threads)
     opened = resident_bytes()
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, channels), np.uint8)
     for _ in range(2):
-        session.run(None, {session.get_inputs()[0].name: image})
+        opened_engine.run([OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: image})
     status = Path("/proc/self/status").read_text()
     peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
     print(json.dumps({"pixels": height * width, "open": opened, "peak": peak}))
 
 
 if __name__ == "__main__":
-    path, h, w, c, t = sys.argv[1:6]
-    _probe(path, int(h), int(w), int(c), int(t))
+    path, runtime, precision, h, w, c, t = sys.argv[1:8]
+    _probe(path, EngineSpec(runtime, precision), int(h), int(w), int(c), int(t))

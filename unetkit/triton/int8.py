@@ -1,11 +1,14 @@
 """int8 for the CPU route: ONNX Runtime's static quantization, calibrated on sample images,
-and the accuracy gate the int8 model must pass before it is served instead of fp32.
+and the accuracy gate every faster engine (int8, bf16) must pass before it is served instead
+of fp32 in ONNX Runtime, the reference.
 
 Only the network's own layers are quantized (weights int8 per output channel, activations
 uint8, as quantize/dequantize pairs around them); the pixel normalization at the input and
 the threshold or argmax that makes MASK stay float, so IMAGE, PROB and MASK keep their
 meaning. The gate compares MASK with the fp32 model on the calibration images and on images
 held back from calibration, and the IoU against ground truth where the samples have some.
+It takes engines (unetkit.triton.engines), so the same gate measures ONNX Runtime's and
+OpenVINO's int8 and OpenVINO's bf16.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from unetkit.core import INPUT_IMAGE, OUTPUT_MASK, ModelInfo, Sample, UserError, iou
-from unetkit.triton.cpu_runtime import create_session
+from unetkit.triton.engines import Engine
 
 # Quantize these ops: the convolutions and what lies between them; nothing of the input's
 # normalization (Cast, Sub, Div, Transpose) or of MASK (Squeeze, Greater, ArgMax, Cast).
@@ -34,15 +37,15 @@ class Gate:
     mask_agreement_calibration: float
     mask_agreement_held_back: float | None
     iou_fp32: float | None  # mean IoU against ground truth, over the samples that have it
-    iou_int8: float | None
+    iou_candidate: float | None
     passed: bool
 
     def describe(self) -> str:
         parts = [f"MASK agreement with fp32 {self.mask_agreement_calibration:.4%} (calibration)"]
         if self.mask_agreement_held_back is not None:
             parts.append(f"{self.mask_agreement_held_back:.4%} (held back)")
-        if self.iou_fp32 is not None and self.iou_int8 is not None:
-            parts.append(f"IoU {self.iou_int8:.4f} against fp32 {self.iou_fp32:.4f}")
+        if self.iou_fp32 is not None and self.iou_candidate is not None:
+            parts.append(f"IoU {self.iou_candidate:.4f} against fp32 {self.iou_fp32:.4f}")
         return ", ".join(parts)
 
     def as_dict(self) -> dict[str, object]:
@@ -126,12 +129,12 @@ def quantize(
         ) from e
 
 
-def check_int8(
-    fp32: Path, int8: Path, info: ModelInfo, samples: list[Sample], threads: int
+def check_against_fp32(
+    reference: Engine, candidate: Engine, info: ModelInfo, samples: list[Sample]
 ) -> Gate:
-    """Compare the two models on `samples` (split into calibration and held back)."""
+    """Compare `candidate` with the fp32 `reference` on `samples` (split into calibration
+    and held back)."""
     calibration, held_back = split(samples)
-    reference, candidate = create_session(fp32, threads), create_session(int8, threads)
     agreements: dict[bool, list[tuple[int, int]]] = {False: [], True: []}
     ious: list[tuple[float, float]] = []
     for held, group in ((False, calibration), (True, held_back)):
@@ -140,14 +143,14 @@ def check_int8(
             if feed is None:
                 continue
             (mask32,) = reference.run([OUTPUT_MASK], {INPUT_IMAGE: feed})
-            (mask8,) = candidate.run([OUTPUT_MASK], {INPUT_IMAGE: feed})
-            agreements[held].append((int(np.count_nonzero(mask32 == mask8)), mask32.size))
+            (mask,) = candidate.run([OUTPUT_MASK], {INPUT_IMAGE: feed})
+            agreements[held].append((int(np.count_nonzero(mask32 == mask)), mask32.size))
             if sample.truth is not None and info.output_geometry == (0, 0, 0, 0):
                 h, w = sample.truth.shape
                 ious.append(
                     (
                         iou(mask32[0, :h, :w] != 0, sample.truth),
-                        iou(mask8[0, :h, :w] != 0, sample.truth),
+                        iou(mask[0, :h, :w] != 0, sample.truth),
                     )
                 )
 
@@ -158,11 +161,11 @@ def check_int8(
     if on_calibration is None:
         raise UserError("no calibration image fits the model's input size: pass --calibration DIR")
     iou32 = float(np.mean([a for a, _ in ious])) if ious else None
-    iou8 = float(np.mean([b for _, b in ious])) if ious else None
+    iou_candidate = float(np.mean([b for _, b in ious])) if ious else None
     passed = (
         on_calibration >= MASK_AGREEMENT_REQUIRED
         and (on_held_back is None or on_held_back >= MASK_AGREEMENT_REQUIRED)
-        and (iou32 is None or iou8 is None or iou8 >= iou32 - IOU_LOSS_ALLOWED)
+        and (iou32 is None or iou_candidate is None or iou_candidate >= iou32 - IOU_LOSS_ALLOWED)
     )
     return Gate(
         calibration_images=len(agreements[False]),
@@ -170,6 +173,6 @@ def check_int8(
         mask_agreement_calibration=on_calibration,
         mask_agreement_held_back=on_held_back,
         iou_fp32=iou32,
-        iou_int8=iou8,
+        iou_candidate=iou_candidate,
         passed=passed,
     )

@@ -1,5 +1,6 @@
-"""Triton configurations of model `unet`: configs/cpu.pbtxt (python backend + ONNX Runtime)
-and config.pbtxt (TensorRT plan), rendered from the exported model's ModelInfo.
+"""Triton configurations of model `unet`: configs/cpu.pbtxt (python backend running OpenVINO
+or ONNX Runtime) and config.pbtxt (TensorRT plan), rendered from the exported model's
+ModelInfo.
 
 The committed files are these renderers' output for the example model and the default
 profile (a test checks that); build/make_repository.py and build/build_engine.py render
@@ -30,6 +31,8 @@ from unetkit.core import (
     PARAM_OUTPUT_OFFSET_W,
     PARAM_OUTPUT_SHRINK_H,
     PARAM_OUTPUT_SHRINK_W,
+    PARAM_PRECISION,
+    PARAM_RUNTIME,
     PARAM_SIZE_MULTIPLE,
     PARAM_THRESHOLD,
     ModelInfo,
@@ -37,6 +40,7 @@ from unetkit.core import (
     UserError,
 )
 from unetkit.triton.cpu_runtime import MemoryModel
+from unetkit.triton.engines import EngineSpec
 
 CPU_MAX_BATCH_SIZE = 8
 # The waiting requests the memory budget sets room aside for, and the bound a queue policy
@@ -161,7 +165,9 @@ dynamic_batching {{
 }}"""
 
 
-def render_cpu_config(info: ModelInfo, memory: MemoryModel, max_queue_size: int = 0) -> str:
+def render_cpu_config(
+    info: ModelInfo, memory: MemoryModel, engine: EngineSpec, max_queue_size: int = 0
+) -> str:
     image_note = (
         "Raw pixels, channels last; normalization happens inside the ONNX graph.\n"
         f"    # Height and width: {info.describe_sizes()}, at most {MAX_IMAGE_SIDE} and what "
@@ -170,13 +176,17 @@ def render_cpu_config(info: ModelInfo, memory: MemoryModel, max_queue_size: int 
     parameters = _parameters(
         info,
         MAX_IMAGE_SIDE,
+        parameter(PARAM_RUNTIME, engine.runtime),
+        parameter(PARAM_PRECISION, engine.precision),
         parameter(PARAM_INTRA_OP_THREADS, 0),
         parameter(PARAM_MEMORY_BASE_BYTES, memory.base_bytes),
         parameter(PARAM_MEMORY_BYTES_PER_PIXEL, memory.bytes_per_pixel),
         parameter(PARAM_MEMORY_BUDGET, "auto"),
     )
     return f"""\
-# Triton configuration of the U-Net on CPU: ONNX Runtime inside Triton's python backend.
+# Triton configuration of the U-Net on CPU: {engine} inside Triton's python backend,
+# the fastest engine that passed the accuracy gate when the model was exported on this
+# machine (the candidates and their numbers: 1/runtime.json; make serve RUNTIME=... picks one).
 # Chosen with `tritonserver --model-config-name=cpu` (`make serve` does that).
 # Written by build/make_repository.py from the ONNX model; rerun it rather than edit.
 # Same name, inputs and outputs as ../config.pbtxt (the TensorRT plan for GPUs):
@@ -192,10 +202,10 @@ max_batch_size: {CPU_MAX_BATCH_SIZE}
 
 # Requests that wait while both instances are busy reach model.py together (no added
 # delay); only images of the same size share a call, and model.py splits a batch into
-# ONNX Runtime calls that fit the memory budget.
+# engine calls that fit the memory budget.
 {_back_pressure(max_queue_size)}
 
-# Two model instances (python backend stubs), each running ONNX Runtime on every core
+# Two model instances (python backend stubs), each running its engine on every core
 # without spinning threads: one client gets all the cores, and with two or more clients one
 # instance computes while the other hands over its answer. They share the memory budget:
 # a call too large to run beside the other's waits and runs alone (see parameters).
@@ -209,9 +219,11 @@ instance_group [
 # Read by 1/model.py and client/segment.py:
 {_SIZE_RULE_LEGEND}
 #   max_image_side  larger heights or widths are refused before anything is allocated
-#   intra_op_threads ONNX Runtime threads; 0 = one per CPU this server may run on
+#   runtime, precision  the engine (openvino or onnxruntime) and what it computes in: fp32
+#                   or int8 (model.onnx's own), or bf16 (OpenVINO on the fp32 model)
+#   intra_op_threads engine threads per instance; 0 = one per CPU this server may run on
 #   memory_base_bytes, memory_bytes_per_pixel  the model's resident memory: base plus this
-#                   much per pixel of the images in one ONNX Runtime call (measured at export)
+#                   much per pixel of the images in one engine call (measured at export)
 #   memory_budget   bytes (or K/M/G) for tritonserver and the model's instances together;
 #                   "auto" = half the memory available at start-up; UNETKIT_MEMORY_BUDGET
 #                   overrides it

@@ -1,11 +1,11 @@
 """The layout of the kit's Triton model repository, and the record of what filled it.
 
     <repository>/unet/config.pbtxt          TensorRT plan configuration (GPU)
-    <repository>/unet/configs/cpu.pbtxt     python backend + ONNX Runtime configuration (CPU)
+    <repository>/unet/configs/cpu.pbtxt     python backend configuration (CPU)
     <repository>/unet/1/model.py            the CPU backend code (committed)
     <repository>/unet/1/model.onnx          the exported model (generated)
     <repository>/unet/1/export.json         which Keras file and options made model.onnx
-    <repository>/unet/1/quantization.json   the int8 accuracy gate's numbers
+    <repository>/unet/1/runtime.json        the engines measured at export, which serves, why
 
 The record lets `make serve` rebuild the model only when the Keras file or the options
 change, and never replace a user's model with the example behind their back.
@@ -21,7 +21,7 @@ from typing import Any
 from unetkit.core import MODEL_NAME, MODEL_VERSION, UserError, sha256_file, write_text_atomic
 
 EXPORT_RECORD = "export.json"
-QUANTIZATION_REPORT = "quantization.json"
+RUNTIME_REPORT = "runtime.json"
 
 
 def model_dir(repository: Path) -> Path:
@@ -40,8 +40,8 @@ def cpu_config_path(repository: Path) -> Path:
     return model_dir(repository) / "configs" / "cpu.pbtxt"
 
 
-def quantization_report_path(repository: Path) -> Path:
-    return version_dir(repository) / QUANTIZATION_REPORT
+def runtime_report_path(repository: Path) -> Path:
+    return version_dir(repository) / RUNTIME_REPORT
 
 
 def backend_code_path(repository: Path) -> Path:

@@ -1,4 +1,5 @@
-"""The U-Net on CPU: Triton's python backend running 1/model.onnx with ONNX Runtime.
+"""The U-Net on CPU: Triton's python backend running 1/model.onnx with the engine the config
+names (OpenVINO or ONNX Runtime, chosen by measurement at export).
 
 Runs inside the python backend stub's interpreter (the kit's environment, which `make serve`
 puts first on the stub's path), so it imports numpy, triton_python_backend_utils and the
@@ -9,10 +10,12 @@ other requests of the same batch are served as usual.
 Memory: the server's budget (UNETKIT_MEMORY_BUDGET, else the config's memory_budget, "auto"
 = half the memory available at start-up) minus what Triton and the instances already hold
 and the queue's inputs, divided by the model's measured bytes per pixel, gives the pixels
-one ONNX Runtime call may take; the largest accepted side follows from it. A dynamic batch
+one engine call may take; the largest accepted side follows from it. A dynamic batch
 runs as several calls when it holds more pixels than that. A call larger than the
 instances' equal share of those pixels runs alone (RunLock): the other instances wait.
-The first instance to start plans for all of them (shared_limits), so they answer alike.
+An engine that keeps its activations (OpenVINO) gives back those of a call larger than
+what the plan lets an idle instance keep. The first instance to start plans for all of
+them (shared_limits), so they answer alike.
 """
 
 from __future__ import annotations
@@ -35,19 +38,25 @@ from unetkit.core import (
     PARAM_MEMORY_BASE_BYTES,
     PARAM_MEMORY_BUDGET,
     PARAM_MEMORY_BYTES_PER_PIXEL,
+    PARAM_PRECISION,
+    PARAM_RUNTIME,
     SERVER_DIR_ENV,
     UserError,
+    read_model_info,
     rules_from_parameters,
 )
 from unetkit.triton import (
     CPU_MAX_QUEUE_SIZE,
+    FP32,
+    ONNXRUNTIME,
+    EngineSpec,
     IdleTrim,
     Limits,
     MemoryModel,
     RunLock,
     ServerMemory,
-    create_session,
     instance_count,
+    open_engine,
     plan_server_limits,
     shared_limits,
 )
@@ -107,15 +116,18 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"{onnx_path} is missing: run `make repository` to export the model"
             )
-        threads = _parameter(config, PARAM_INTRA_OP_THREADS, 0) or len(os.sched_getaffinity(0))
-        self.session = create_session(onnx_path, threads)
-        image = next(i for i in self.session.get_inputs() if i.name == INPUT_IMAGE)
-        _, height, width, channels = image.shape
-        self.fixed_size = (
-            (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        threads = _parameter(config, PARAM_INTRA_OP_THREADS, 0)
+        spec = EngineSpec(
+            _text_parameter(config, PARAM_RUNTIME, ONNXRUNTIME),
+            _text_parameter(config, PARAM_PRECISION, FP32),
         )
-        self.channels = channels
+        try:
+            self.engine = open_engine(spec, onnx_path, threads)
+        except UserError as e:
+            raise pb_utils.TritonModelException(str(e)) from e
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        info = read_model_info(onnx_path)
+        self.fixed_size, self.channels = info.fixed_size, info.channels
         self.run_lock = RunLock(onnx_path)
         server_dir = os.environ.get(SERVER_DIR_ENV)
         plan_file = (
@@ -126,13 +138,14 @@ class TritonPythonModel:
         try:
             self.rules = dict(zip("HW", rules_from_parameters(parameters), strict=True))
             self.limits = shared_limits(
-                lambda: self._limits(config, channels), plan_file, self.run_lock
+                lambda: self._limits(config, self.channels), plan_file, self.run_lock
             )
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
         self.seconds_per_pixel: float | None = None
         self.trim = IdleTrim(TRIM_AFTER_IDLE_S)
         self.trim.start()
+        pb_utils.Logger.log_info(f"unetkit: {spec} on {threads or 'every'} thread(s)")
         pb_utils.Logger.log_info(f"unetkit: {self.limits.describe()}")
 
     def _limits(self, config: dict, channels: int) -> Limits:
@@ -152,7 +165,13 @@ class TritonPythonModel:
         # Triton holds the inputs of every queued request.
         queued = _queue_size(config) * side_cap * side_cap * channels
         return plan_server_limits(
-            memory, budget_text, ServerMemory.now(), queued, side_cap, instance_count(config)
+            memory,
+            budget_text,
+            ServerMemory.now(),
+            queued,
+            side_cap,
+            instance_count(config),
+            self.engine.keeps_activations,
         )
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
@@ -245,7 +264,7 @@ class TritonPythonModel:
         self.seconds_per_pixel = per_pixel if previous is None else 0.7 * previous + 0.3 * per_pixel
 
     def _run(self, members: list[tuple[int, np.ndarray, list[str]]], responses: list) -> None:
-        """Images of one size, in as few ONNX Runtime calls as the memory budget allows."""
+        """Images of one size, in as few engine calls as the memory budget allows."""
         names = [n for n in OUTPUTS if any(n in wanted for _, _, wanted in members)]
         images = np.concatenate([image for _, image, _ in members])
         per_call = max(1, self.limits.max_run_pixels // (images.shape[1] * images.shape[2]))
@@ -256,10 +275,12 @@ class TritonPythonModel:
                 call = images[start : start + per_call]
                 pixels = call.shape[0] * call.shape[1] * call.shape[2]
                 with self.run_lock.hold(exclusive=self.limits.needs_exclusive(pixels)):
-                    parts.append(self.session.run(names, {INPUT_IMAGE: call}))
+                    parts.append(self.engine.run(names, {INPUT_IMAGE: call}))
+                    if self.engine.keeps_activations and self.limits.needs_release(pixels):
+                        self.engine.release()
             self._learn_speed(time.perf_counter() - started, images.size)
-        except Exception as e:  # ONNX Runtime raises its own exception types
-            error = pb_utils.TritonError(f"ONNX Runtime failed: {e}", pb_utils.TritonError.INTERNAL)
+        except Exception as e:  # each engine raises its own exception types
+            error = pb_utils.TritonError(f"the engine failed: {e}", pb_utils.TritonError.INTERNAL)
             for index, _, _ in members:
                 responses[index] = pb_utils.InferenceResponse(error=error)
             return
