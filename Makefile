@@ -35,7 +35,7 @@ REPOSITORY ?= model_repository
 # make bench-export ZOO=sm_linknet_inceptionv3: a zoo model instead of the full-width U-Net
 ZOO ?=
 
-.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-threads bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,15 +43,21 @@ help:  ## list the targets
 # TensorRT-RTX's ONNX parser dlopens the unversioned libtensorrt_rtx.so when it adds a plugin
 # layer, and the wheel ships only .so.1: the link below. A link, never a copy: a copy would be
 # a second library with a second plugin registry.
+# perf_analyzer, NVIDIA's load generator (make bench's reference), ships as a binary in the
+# tritonclient 2.51 wheel; it links libcudart.so.12 (the CUDA runtime wheel beside it) and
+# Debian's libb64-0d. Kept in its own folder: the client library pinned above is newer.
+PERF_ANALYZER_PINS := tritonclient==2.51.0 nvidia-cuda-runtime-cu12==12.9.79
+
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[serve,loadtest,dev,trt-rtx]'
+	$(BIN)/pip install --quiet --no-deps --target $(VENV)/perf-analyzer $(PERF_ANALYZER_PINS)
 	ln -sf libtensorrt_rtx.so.1 "$$($(BIN)/python -c 'import importlib.util as u; \
 		print(u.find_spec("tensorrt_rtx_libs").submodule_search_locations[0])')/libtensorrt_rtx.so"
 	touch $@
 
-venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, ONNX Runtime, TensorRT-RTX)
+venv: $(BIN)/.installed  ## serving/test environment in .venv (numpy<2, Triton, OpenVINO, ONNX Runtime, TensorRT-RTX, perf_analyzer)
 
 # Keras is a development dependency only: it makes the golden outputs and trains the example.
 $(KERAS_VENV)/.installed: requirements-keras.txt
@@ -108,8 +114,11 @@ test-models: venv keras-venv  ## every zoo model in every format its library sav
 check-trt-rtx: venv  ## the kit's engine build on TensorRT-RTX, no GPU (plugin route where TensorRT 11 headers are)
 	$(BIN)/python -m pytest tests -m trt_rtx -v
 
-bench: repository  ## served vs in-process throughput, latency and server split (BENCHMARKS.md)
+bench: venv  ## every CPU engine in-process and served, perf_analyzer beside Locust (BENCHMARKS.md)
 	$(BIN)/python loadtest/bench.py
+
+bench-threads: venv  ## OpenVINO served as 2 instances x all cores, 1 x all cores, 2 x 1 thread; its hints
+	$(BIN)/python loadtest/bench_threads.py
 
 bench-int8: venv  ## int8 schemes (QDQ/QOperator, per-channel/per-tensor): speed and accuracy against fp32
 	$(BIN)/python loadtest/bench_int8.py

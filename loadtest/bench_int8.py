@@ -15,12 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench import (
-    inprocess_images_per_s,
-    warm_sessions,
-    workload,
-    write_table,
-)  # loadtest/ is sys.path[0]
+from bench_engines import images_per_s, workload  # loadtest/ is sys.path[0]
+from bench_report import write_table
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
 from unetkit.core import load_samples, run_cli
@@ -60,18 +56,15 @@ def main(argv: list[str]) -> int:
         calibration = [
             x for x in (network_input(s.image, info) for s in split(samples)[0]) if x is not None
         ]
-        base = inprocess_images_per_s(warm_sessions(fp32, 1, batches), batches, args.seconds)
+        reference = open_engine(EngineSpec(ONNXRUNTIME, FP32), fp32, threads)
+        base = images_per_s([reference], batches, args.seconds)
         rows.append(f"| fp32 | {base:.1f} | 1.00 | | | |")
         for scheme in SCHEMES:
             path = Path(work) / f"int8_{scheme.qdq}_{scheme.per_channel}.onnx"
             quantize(fp32, path, calibration, scheme)
-            speed = inprocess_images_per_s(warm_sessions(path, 1, batches), batches, args.seconds)
-            gate = check_against_fp32(
-                open_engine(EngineSpec(ONNXRUNTIME, FP32), fp32, threads),
-                open_engine(EngineSpec(ONNXRUNTIME, INT8), path, threads),
-                info,
-                samples,
-            )
+            candidate = open_engine(EngineSpec(ONNXRUNTIME, INT8), path, threads)
+            speed = images_per_s([candidate], batches, args.seconds)
+            gate = check_against_fp32(reference, candidate, info, samples)
             rows.append(
                 f"| int8 {scheme} | {speed:.1f} | {speed / base:.2f} | "
                 f"{gate.mask_agreement_calibration:.4%} / {gate.mask_agreement_held_back:.4%} | "

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import write_table  # loadtest/ is sys.path[0]
+from bench_report import write_table  # loadtest/ is sys.path[0]
 
 from unetkit.cli.make_repository import EXAMPLE_MODEL
 from unetkit.core import run_cli

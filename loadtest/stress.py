@@ -9,7 +9,9 @@ sends its image back to back, asking for MASK only, and pauses 0.2 s after a ref
 resident memory of tritonserver and its stubs is sampled every 0.1 s during the burst and
 for a minute after. Reported: masks served, requests refused and how fast the refusals came,
 client-side failures of any other kind, peak RSS against the budget, restarts of Triton by
-the supervisor, and the memory one minute after.
+the supervisor, and the memory one minute after. Then the clients start again, and after a
+few seconds, with large images in flight and queued, the server gets Ctrl-C (SIGINT to its
+process group, as a terminal sends it): it must be gone within STOP_LIMIT_S.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from unetkit.triton import child_pids, free_ports, group_members, parse_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 RESTARTED = "warning: a python backend stub died"
+STOP_LIMIT_S = 10.0  # Ctrl-C stops the server within this long, even mid-burst
+STOP_BURST_S = 5.0  # how long the clients send before that Ctrl-C
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -97,9 +101,43 @@ class Server:
         found = [line for line in self.lines if "unetkit: memory budget" in line]
         return found[-1].split("unetkit: ", 1)[1].strip().rstrip('"') if found else "?"
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int | None, float]:
+        """Ctrl-C: the exit code (None: still running after two limits) and the seconds
+        it took."""
+        started = time.monotonic()
         os.killpg(self.process.pid, signal.SIGINT)
-        return self.process.wait(timeout=120)
+        try:
+            code: int | None = self.process.wait(timeout=2 * STOP_LIMIT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            code = None
+        return code, time.monotonic() - started
+
+
+def burst(url: str, args: argparse.Namespace, seconds: float) -> list[dict[str, Any]]:
+    """Every client sending for `seconds`; their outcomes."""
+    outcomes: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    clients = [
+        threading.Thread(target=client, args=(url, args.side, i, deadline, outcomes))
+        for i in range(args.clients)
+    ]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    return outcomes
+
+
+def stop_mid_burst(server: Server, url: str, args: argparse.Namespace) -> tuple[int | None, float]:
+    """Clients sending again, then Ctrl-C with their requests in flight and queued."""
+    clients = threading.Thread(target=burst, args=(url, args, STOP_BURST_S + STOP_LIMIT_S))
+    clients.start()
+    time.sleep(STOP_BURST_S)
+    stopped = server.stop()
+    clients.join()
+    return stopped
 
 
 def client(url: str, side: int, seed: int, deadline: float, outcomes: list[dict[str, Any]]) -> None:
@@ -141,23 +179,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     watcher = threading.Thread(target=watch)
     watcher.start()
-    outcomes: list[dict[str, Any]] = []
-    started = time.monotonic()
-    clients = [
-        threading.Thread(target=client, args=(url, args.side, i, started + args.seconds, outcomes))
-        for i in range(args.clients)
-    ]
-    for thread in clients:
-        thread.start()
-    for thread in clients:
-        thread.join()
+    outcomes = burst(url, args, args.seconds)
     burst_end = time.monotonic()
     time.sleep(args.after_s)
     stop.set()
     watcher.join()
     after = server.resident_bytes()
     ready = model_ready(url)
-    code = server.stop()
+    code, stop_s = stop_mid_burst(server, url, args)
     during = [rss for t, rss in samples if t <= burst_end]
     refusal_s = sorted(o["s"] for o in outcomes if o["kind"] == "refused")
     return {
@@ -183,6 +212,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "restarts": sum(RESTARTED in line for line in server.lines),
         "ready_after": ready,
         "server_exit_code": code,
+        "stop_s": stop_s,
+        "stopped_in_time": code is not None and stop_s <= STOP_LIMIT_S,
     }
 
 
@@ -207,6 +238,9 @@ def markdown(r: dict[str, Any]) -> str:
                 f"before, peak {r['rss_peak_mib']:.0f} MiB, {r['rss_after_mib']:.0f} MiB "
                 f"{r['after_s']:g} s after; restarts {r['restarts']}; "
                 f"model ready after: {r['ready_after']}",
+                f"- Ctrl-C {STOP_BURST_S:g} s into a second burst: the server stopped in "
+                f"{r['stop_s']:.1f} s (exit code {r['server_exit_code']}; limit "
+                f"{STOP_LIMIT_S:g} s)",
             ]
         )
         + "\n"
@@ -221,7 +255,12 @@ def main(argv: list[str]) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.output, text)
     write_text_atomic(args.output.with_suffix(".json"), json.dumps(results, indent=2) + "\n")
-    ok = results["restarts"] == 0 and not results["failures"] and results["ready_after"]
+    ok = (
+        results["restarts"] == 0
+        and not results["failures"]
+        and results["ready_after"]
+        and results["stopped_in_time"]
+    )
     return 0 if ok else 1
 
 

@@ -1,6 +1,6 @@
 """Load generation against a Triton server: a reusable Locust gRPC user and its measurement
-(exact HDR latencies, stability windows, Triton's own statistics), and a runner for
-headless Locust processes used by the benchmarks.
+(exact HDR latencies, stability windows, Triton's own statistics), and runners for the
+benchmarks' two generators: headless Locust processes and NVIDIA's perf_analyzer.
 
 `TritonGrpcUser` and `install` import Locust, which patches the standard library through
 gevent: only a locustfile should ask for them.
@@ -13,6 +13,13 @@ __all__, __getattr__, __dir__ = lazy_exports(
     {
         "latency": ["LatencyHistogram"],
         "locust_runner": ["LOCUSTFILE", "LocustRun", "locust_command", "run_locust"],
+        "perf_analyzer": [
+            "PERF_ANALYZER_ENV",
+            "PerfStep",
+            "find_perf_analyzer",
+            "run_perf_analyzer",
+            "write_input_data",
+        ],
         "server_stats": ["StatsSnapshot", "snapshot", "split_ms"],
         "session": ["install"],
         "stability": ["STABLE_TOLERANCE", "STABLE_WINDOWS", "Window", "is_stable"],

@@ -36,8 +36,8 @@ from unetkit.triton.engines import (
 from unetkit.triton.int8 import Gate, check_against_fp32, network_input
 
 AUTO = "auto"
-# What --precision allows: every precision that passes its gate (auto), one of them with
-# fp32 as the fallback, or fp32 alone.
+# What --precision allows: the fastest precision that passes its gate (auto), one named
+# precision if it passes (fp32 otherwise), or fp32 alone.
 PRECISIONS = (AUTO, INT8, BF16, FP32)
 REFERENCE = EngineSpec(ONNXRUNTIME, FP32)
 # Timing: this many rounds, each giving every candidate a slice of this many seconds.
@@ -162,6 +162,10 @@ def choose_engine(
     allowed = [
         c for c in candidates if c.eligible and (runtime == AUTO or c.spec.runtime == runtime)
     ]
+    # A precision asked for by name serves if it passed its gate; fp32 otherwise.
+    wanted = [c for c in allowed if c.spec.precision == precision]
+    if precision != AUTO:
+        allowed = wanted or [c for c in allowed if c.spec.precision == FP32]
     best = max(allowed, key=lambda c: c.images_per_s)
     return EngineChoice(best.spec, explain(best, candidates), candidates)
 

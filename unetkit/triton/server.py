@@ -39,6 +39,11 @@ from unetkit.core import (
 from unetkit.triton.access import access_flags, admin_key
 from unetkit.triton.processes import Member, group_members, stub_pids
 
+# At shutdown Triton waits this long for the requests in flight (its default, 30 s, would
+# hold a Ctrl-C that long behind a queue of large images), then exits; the launcher kills
+# what is left of the group a few seconds later.
+EXIT_TIMEOUT_S = 5
+
 
 def pytriton_server_dir() -> Path:
     try:
@@ -168,6 +173,7 @@ class TritonServer:
             f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            f"--exit-timeout-secs={EXIT_TIMEOUT_S}",
             # One shared-memory prefix per server, so servers side by side never collide.
             f"--backend-config=python,shm-region-prefix-name=unetkit_{os.getpid()}_{self.grpc_port}_",
             f"--log-verbose={self.log_verbose}",
@@ -241,7 +247,7 @@ class TritonServer:
         """tritonserver and its stubs, with their resident memory."""
         return [] if self._process is None else group_members(self._process.pid)
 
-    def stop(self, timeout_s: float = 30.0) -> int | None:
+    def stop(self, timeout_s: float = EXIT_TIMEOUT_S + 3.0) -> int | None:
         """Ask Triton to shut down (SIGINT), escalate to SIGKILL of its group if it hangs."""
         process, self._process = self._process, None
         code: int | None = None
