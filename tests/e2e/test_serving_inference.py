@@ -38,9 +38,7 @@ def test_prob_equals_the_served_engine_in_process(
 ) -> None:
     images = random_images(1, shape)
     prob, mask = infer(triton.grpc_url, images)
-    expected_prob, expected_mask = in_process.run(
-        [OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: images}
-    )
+    expected_prob, expected_mask = in_process.run([OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: images})
     assert prob.shape == expected_prob.shape and mask.shape == expected_mask.shape
     np.testing.assert_allclose(prob, expected_prob, rtol=0, atol=1e-5)
     # MASK is computed from PROB: only pixels right at the threshold may flip.
