@@ -129,10 +129,8 @@ bench-memory: venv  ## ONNX Runtime's peak and leftover memory with and without 
 stress: repository  ## 32 clients x 2048x2048 for 60 s against make serve's server (BENCHMARKS.md)
 	$(BIN)/python loadtest/stress.py
 
-bench-generator: venv  ## how many requests/s one Locust process drives (echo model)
-	$(BIN)/python loadtest/bench.py --repository loadtest/repository --model-name null \
-		--config-name '' --validate-fraction 0 --concurrency 4,8,16 --max-step-s 30 \
-		--warmup-s 5 --output loadtest/reports/bench_generator.md
+bench-generator: venv  ## Locust against perf_analyzer on the echo model: each generator's own time per request
+	$(BIN)/python loadtest/bench_generator.py
 
 bench-tiling: repository  ## client/segment.py on an 8192x8192 image vs Locust sending its tiles; memory on 20000x20000
 	$(BIN)/python loadtest/bench_tiling.py
