@@ -4,11 +4,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KERAS_VENV ?= .venv-keras
-# TensorRT's public headers (`make trt-headers`) live outside the checkout, in a cache that
-# CI on the same machine finds too: $(TRT_HEADERS_CACHE)/<major.minor>/include.
+# TensorRT's public headers live outside the checkout: $TENSORRT_HEADERS, else the
+# `make trt-headers` cache ($(TRT_HEADERS_CACHE)/<major.minor>/include), else
+# shared/tensorrt/11.x/include beside the checkout or a folder above it (where CI's clean
+# clone finds them); plugins/find_trt_headers.sh looks, the tests ask it too.
 TRT_REF ?= v11.1
 TRT_HEADERS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/unetkit/tensorrt
-TENSORRT_HEADERS ?= $(TRT_HEADERS_CACHE)/$(patsubst v%,%,$(notdir $(TRT_REF)))/include
+export TRT_HEADERS_CACHE
+TENSORRT_HEADERS ?= $(shell plugins/find_trt_headers.sh 11)
 PLUGINS_BUILD ?= plugins/build
 CUDA_ARCHS ?=
 # make serve: empty means the kit's defaults (127.0.0.1, gRPC 8001, HTTP 8000, metrics 8002).
@@ -33,7 +36,7 @@ REPOSITORY ?= model_repository
 # make bench-export ZOO=sm_linknet_inceptionv3: a zoo model instead of the full-width U-Net
 ZOO ?=
 
-.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check plugins-harness
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -152,3 +155,6 @@ plugins:  ## CUDA kernels, plus libunetkit_plugins.so where TensorRT headers are
 
 plugins-gpu-check:  ## on a CUDA machine with PyTorch: kernel exactness and bandwidth into out/plugins-gpu
 	plugins/tests/run_gpu.sh out/plugins-gpu
+
+plugins-harness:  ## on a CUDA machine: the plugin driven as TensorRT does, every element checked, under compute-sanitizer too (out/plugins-harness)
+	TENSORRT_HEADERS='$(TENSORRT_HEADERS)' plugins/tests/run_harness.sh out/plugins-harness
