@@ -275,15 +275,35 @@ def check_probes_and_ports(objects: list[Obj]) -> list[str]:
     return problems
 
 
+ADMIN_KEY_FILE = PurePosixPath("/etc/unetkit/admin/admin-key")
+
+
 def check_admin_key(objects: list[Obj]) -> list[str]:
-    """The admin key comes from a Secret the user creates; none is in the manifests."""
+    """The admin key is a file from the Secret the user creates (never an environment
+    variable); no Secret is in the manifests."""
     problems = [f"Secret {o['metadata']['name']} rendered" for o in of_kind(objects, "Secret")]
     for deployment in triton_deployments(objects):
-        env = container(deployment, "triton").get("env", [])
-        key = [e for e in env if e["name"] == "UNETKIT_ADMIN_KEY"]
-        ref = key[0].get("valueFrom", {}).get("secretKeyRef") if len(key) == 1 else None
-        if ref != {"name": "unetkit-admin", "key": "admin-key"}:
-            problems.append(f"{deployment['metadata']['name']}: UNETKIT_ADMIN_KEY from {ref}")
+        name = deployment["metadata"]["name"]
+        triton = container(deployment, "triton")
+        env = {e["name"]: e for e in triton.get("env", [])}
+        if "UNETKIT_ADMIN_KEY" in env:
+            problems.append(f"{name}: UNETKIT_ADMIN_KEY in the environment")
+        if env.get("UNETKIT_ADMIN_KEY_FILE", {}).get("value") != str(ADMIN_KEY_FILE):
+            problems.append(f"{name}: UNETKIT_ADMIN_KEY_FILE {env.get('UNETKIT_ADMIN_KEY_FILE')}")
+        mounts = [
+            m
+            for m in triton.get("volumeMounts", [])
+            if PurePosixPath(m["mountPath"]) == ADMIN_KEY_FILE.parent
+        ]
+        volumes = {v["name"]: v for v in pod_spec(deployment).get("volumes", [])}
+        secret = volumes.get(mounts[0]["name"], {}).get("secret", {}) if len(mounts) == 1 else {}
+        items = {i["key"]: i["path"] for i in secret.get("items", [])}
+        if (
+            secret.get("secretName") != "unetkit-admin"
+            or items != {"admin-key": ADMIN_KEY_FILE.name}
+            or not mounts[0].get("readOnly")
+        ):
+            problems.append(f"{name}: the admin key file is not the Secret unetkit-admin: {secret}")
     for workload in objects:
         if workload["kind"] in {"Deployment", "Job"}:
             for c in containers(workload):
@@ -291,7 +311,7 @@ def check_admin_key(objects: list[Obj]) -> list[str]:
                     if (
                         "KEY" in var["name"]
                         and "value" in var
-                        and var["name"] != "UNETKIT_BUILD_KEY"
+                        and var["name"] not in {"UNETKIT_BUILD_KEY", "UNETKIT_ADMIN_KEY_FILE"}
                     ):
                         problems.append(
                             f"{workload['metadata']['name']}: {var['name']} in the manifest"
@@ -401,7 +421,8 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
         spec = mine[0]["spec"]
         if spec["scaleTargetRef"].get("kind", "Deployment") != "Deployment":
             problems.append(f"{name}: scale target {spec['scaleTargetRef']}")
-        if not 1 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100):
+        # Two at least: with one, the PodDisruptionBudget cannot keep a pod serving in a drain.
+        if not 2 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100):
             problems.append(
                 f"{name}: replicas {spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}"
             )
@@ -422,6 +443,10 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
             if not isinstance(query, promql_parser.BinaryExpr) or str(query.op) != "/":
                 problems.append(f"{name}: query is not a ratio: {meta['query']}")
                 continue
+            # A floor on the request rate (clamp_min(..., 1)) understates the queue time
+            # whenever fewer requests than that arrive.
+            if "clamp_min" in meta["query"] or "clamp(" in meta["query"]:
+                problems.append(f"{name}: the request rate is clamped: {meta['query']}")
             numerator = {s.name for s in _selectors(query.lhs)}
             denominator = {s.name for s in _selectors(query.rhs)}
             if (numerator, denominator) != (
@@ -468,8 +493,9 @@ def check_build_step(objects: list[Obj]) -> list[str]:
         for o in objects
         if o["metadata"].get("labels", {}).get(key) == value
     }
-    problems = [f"{kind}/{name} is in the build step" for kind, name in selected if kind != "Job"
-                and kind not in {"ConfigMap", "PersistentVolumeClaim"}]  # fmt: skip
+    inputs = {"Job", "ConfigMap", "PersistentVolumeClaim", "NetworkPolicy"}
+    problems = [f"{kind}/{name} is in the build step" for kind, name in selected
+                if kind not in inputs]  # fmt: skip
     for job in of_kind(objects, "Job"):
         needed = {("Job", job["metadata"]["name"])}
         for c in containers(job):
@@ -482,6 +508,12 @@ def check_build_step(objects: list[Obj]) -> list[str]:
         for volume in pod_spec(job).get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 needed.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        # The policies that isolate the build's pods apply with it, not after it.
+        pod_labels = job["spec"]["template"]["metadata"].get("labels", {})
+        for policy in of_kind(objects, "NetworkPolicy"):
+            selector = policy["spec"]["podSelector"].get("matchLabels") or {}
+            if _matches(selector, pod_labels):
+                needed.add(("NetworkPolicy", policy["metadata"]["name"]))
         problems += [f"{job['metadata']['name']} needs {k}/{n}, not in the build step"
                      for k, n in sorted(needed - selected)]  # fmt: skip
     return problems
