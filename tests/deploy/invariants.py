@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
     of_kind,
     pod_spec,
 )
+from tests.deploy.security import check_admin_key
 from unetkit.cli import build_engine, build_service
 from unetkit.core import MODEL_NAME
 from unetkit.triton import tritonserver_command
@@ -272,50 +273,6 @@ def check_probes_and_ports(objects: list[Obj]) -> list[str]:
             problems.append(
                 f"{name}: grace {grace} s <= preStop + exit timeout {exit_timeout(triton)} s"
             )
-    return problems
-
-
-ADMIN_KEY_FILE = PurePosixPath("/etc/unetkit/admin/admin-key")
-
-
-def check_admin_key(objects: list[Obj]) -> list[str]:
-    """The admin key is a file from the Secret the user creates (never an environment
-    variable); no Secret is in the manifests."""
-    problems = [f"Secret {o['metadata']['name']} rendered" for o in of_kind(objects, "Secret")]
-    for deployment in triton_deployments(objects):
-        name = deployment["metadata"]["name"]
-        triton = container(deployment, "triton")
-        env = {e["name"]: e for e in triton.get("env", [])}
-        if "UNETKIT_ADMIN_KEY" in env:
-            problems.append(f"{name}: UNETKIT_ADMIN_KEY in the environment")
-        if env.get("UNETKIT_ADMIN_KEY_FILE", {}).get("value") != str(ADMIN_KEY_FILE):
-            problems.append(f"{name}: UNETKIT_ADMIN_KEY_FILE {env.get('UNETKIT_ADMIN_KEY_FILE')}")
-        mounts = [
-            m
-            for m in triton.get("volumeMounts", [])
-            if PurePosixPath(m["mountPath"]) == ADMIN_KEY_FILE.parent
-        ]
-        volumes = {v["name"]: v for v in pod_spec(deployment).get("volumes", [])}
-        secret = volumes.get(mounts[0]["name"], {}).get("secret", {}) if len(mounts) == 1 else {}
-        items = {i["key"]: i["path"] for i in secret.get("items", [])}
-        if (
-            secret.get("secretName") != "unetkit-admin"
-            or items != {"admin-key": ADMIN_KEY_FILE.name}
-            or not mounts[0].get("readOnly")
-        ):
-            problems.append(f"{name}: the admin key file is not the Secret unetkit-admin: {secret}")
-    for workload in objects:
-        if workload["kind"] in {"Deployment", "Job"}:
-            for c in containers(workload):
-                for var in c.get("env", []):
-                    if (
-                        "KEY" in var["name"]
-                        and "value" in var
-                        and var["name"] not in {"UNETKIT_BUILD_KEY", "UNETKIT_ADMIN_KEY_FILE"}
-                    ):
-                        problems.append(
-                            f"{workload['metadata']['name']}: {var['name']} in the manifest"
-                        )
     return problems
 
 

@@ -4,9 +4,10 @@ lets in exactly its clients. Each check returns the problems it finds (empty: ho
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
-from tests.deploy.manifests import Obj, of_kind, pod_spec
+from tests.deploy.manifests import Obj, container, containers, of_kind, pod_spec
 
 WORKLOAD_KINDS = {"Deployment", "Job"}
 # Checkov's and the restricted profile's bar for a UID clear of the host's users.
@@ -28,6 +29,14 @@ ALLOWED_INGRESS = {
 
 def workloads(objects: list[Obj]) -> list[Obj]:
     return [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+
+
+def _triton_deployments(objects: list[Obj]) -> list[Obj]:
+    return [
+        o
+        for o in of_kind(objects, "Deployment")
+        if o["metadata"]["labels"].get("app.kubernetes.io/name") == "unetkit-triton"
+    ]
 
 
 def all_containers(workload: Obj) -> list[Obj]:
@@ -76,6 +85,50 @@ def check_secrets_as_files(objects: list[Obj]) -> list[str]:
             for source in c.get("envFrom", []):
                 if "secretRef" in source:
                     problems.append(f"{workload['metadata']['name']}/{c['name']}: envFrom {source}")
+    return problems
+
+
+ADMIN_KEY_FILE = PurePosixPath("/etc/unetkit/admin/admin-key")
+
+
+def check_admin_key(objects: list[Obj]) -> list[str]:
+    """The admin key is a file from the Secret the user creates (never an environment
+    variable); no Secret is in the manifests."""
+    problems = [f"Secret {o['metadata']['name']} rendered" for o in of_kind(objects, "Secret")]
+    for deployment in _triton_deployments(objects):
+        name = deployment["metadata"]["name"]
+        triton = container(deployment, "triton")
+        env = {e["name"]: e for e in triton.get("env", [])}
+        if "UNETKIT_ADMIN_KEY" in env:
+            problems.append(f"{name}: UNETKIT_ADMIN_KEY in the environment")
+        if env.get("UNETKIT_ADMIN_KEY_FILE", {}).get("value") != str(ADMIN_KEY_FILE):
+            problems.append(f"{name}: UNETKIT_ADMIN_KEY_FILE {env.get('UNETKIT_ADMIN_KEY_FILE')}")
+        mounts = [
+            m
+            for m in triton.get("volumeMounts", [])
+            if PurePosixPath(m["mountPath"]) == ADMIN_KEY_FILE.parent
+        ]
+        volumes = {v["name"]: v for v in pod_spec(deployment).get("volumes", [])}
+        secret = volumes.get(mounts[0]["name"], {}).get("secret", {}) if len(mounts) == 1 else {}
+        items = {i["key"]: i["path"] for i in secret.get("items", [])}
+        if (
+            secret.get("secretName") != "unetkit-admin"
+            or items != {"admin-key": ADMIN_KEY_FILE.name}
+            or not mounts[0].get("readOnly")
+        ):
+            problems.append(f"{name}: the admin key file is not the Secret unetkit-admin: {secret}")
+    for workload in objects:
+        if workload["kind"] in {"Deployment", "Job"}:
+            for c in containers(workload):
+                for var in c.get("env", []):
+                    if (
+                        "KEY" in var["name"]
+                        and "value" in var
+                        and var["name"] not in {"UNETKIT_BUILD_KEY", "UNETKIT_ADMIN_KEY_FILE"}
+                    ):
+                        problems.append(
+                            f"{workload['metadata']['name']}: {var['name']} in the manifest"
+                        )
     return problems
 
 

@@ -274,11 +274,38 @@ def _graph_specs(profile: Profile, channels: int) -> str:
     )
 
 
+def _cuda_optimization(profile: Profile, channels: int) -> str:
+    """The optimization block: CUDA graphs at the profile's opt size, outputs copied on
+    their own stream."""
+    opt_hw = f"{profile.opt.height}x{profile.opt.width}"
+    graph_gaps = _gaps_sentence(graph_batches(profile), profile.max.batch)
+    return f"""\
+optimization {{
+  cuda {{
+    # CUDA graphs remove the per-layer launch cost that dominates small batches. A graph
+    # only replays the shapes it was captured with, and H and W are dynamic here, so
+    # graphs are captured at the profile's opt size ({opt_hw}) only; requests of any
+    # other size run without a graph, exactly as without this block.
+    # Each graph serves exactly its own batch size (no graph_lower_bound): no batch is
+    # padded, since a padded batch runs the graph's whole batch on the GPU.
+    # {graph_gaps}
+    # Cost: each graph is captured when the model loads, on the instance's own execution
+    # context and buffers (no extra activation memory), adding to the load time.
+    graphs: true
+    graph_spec [
+{_graph_specs(profile, channels)}
+    ]
+    # PROB is large (H x W x K floats per image): copy outputs on their own stream so
+    # the copy of one batch overlaps the next batch's compute.
+    output_copy_stream: true
+  }}
+}}"""
+
+
 def render_plan_config(info: ModelInfo, profile: Profile) -> str:
     preferred = sorted({profile.opt.batch, profile.max.batch})
     max_side = max(profile.max.height, profile.max.width)
     opt_hw = f"{profile.opt.height}x{profile.opt.width}"
-    graph_gaps = _gaps_sentence(graph_batches(profile), profile.max.batch)
     min_hw = f"{profile.min.height}x{profile.min.width}"
     max_hw = f"{profile.max.height}x{profile.max.width}"
     return f"""\
@@ -322,26 +349,7 @@ instance_group [
   }}
 ]
 
-optimization {{
-  cuda {{
-    # CUDA graphs remove the per-layer launch cost that dominates small batches. A graph
-    # only replays the shapes it was captured with, and H and W are dynamic here, so
-    # graphs are captured at the profile's opt size ({opt_hw}) only; requests of any
-    # other size run without a graph, exactly as without this block.
-    # Each graph serves exactly its own batch size (no graph_lower_bound): no batch is
-    # padded, since a padded batch runs the graph's whole batch on the GPU.
-    # {graph_gaps}
-    # Cost: each graph is captured when the model loads, on the instance's own execution
-    # context and buffers (no extra activation memory), adding to the load time.
-    graphs: true
-    graph_spec [
-{_graph_specs(profile, info.channels)}
-    ]
-    # PROB is large (H x W x K floats per image): copy outputs on their own stream so
-    # the copy of one batch overlaps the next batch's compute.
-    output_copy_stream: true
-  }}
-}}
+{_cuda_optimization(profile, info.channels)}
 
 # Run one zero image through the engine at load, so the first request does not pay for
 # lazy initialization.
