@@ -4,11 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 KERAS_VENV ?= .venv-keras
-# TensorRT's public headers (`make trt-headers`) live outside the checkout, in a cache that
-# CI on the same machine finds too: $(TRT_HEADERS_CACHE)/<major.minor>/include.
+POLICY_VENV ?= .venv-policy
+# TensorRT's public headers live outside the checkout: $TENSORRT_HEADERS, else the
+# `make trt-headers` cache ($(TRT_HEADERS_CACHE)/<major.minor>/include), else
+# shared/tensorrt/11.x/include beside the checkout or a folder above it (where CI's clean
+# clone finds them); plugins/find_trt_headers.sh looks, the tests ask it too.
 TRT_REF ?= v11.1
 TRT_HEADERS_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/unetkit/tensorrt
-TENSORRT_HEADERS ?= $(TRT_HEADERS_CACHE)/$(patsubst v%,%,$(notdir $(TRT_REF)))/include
+export TRT_HEADERS_CACHE
+TENSORRT_HEADERS ?= $(shell plugins/find_trt_headers.sh 11)
 PLUGINS_BUILD ?= plugins/build
 CUDA_ARCHS ?=
 # make serve: empty means the kit's defaults (127.0.0.1, gRPC 8001, HTTP 8000, metrics 8002).
@@ -35,7 +39,7 @@ REPOSITORY ?= model_repository
 # make bench-export ZOO=sm_linknet_inceptionv3: a zoo model instead of the full-width U-Net
 ZOO ?=
 
-.PHONY: help venv keras-venv repository serve test test-unit test-models check-trt-rtx lint format bench bench-threads bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check
+.PHONY: help venv keras-venv policy-venv check-policy repository serve test test-unit test-models check-trt-rtx lint format bench bench-threads bench-int8 bench-memory stress bench-generator bench-tiling soak loadtest goldens zoo-models readme-layers bench-export example-model example-eval samples plugins trt-headers plugins-gpu-check plugins-harness
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -70,6 +74,21 @@ $(KERAS_VENV)/.installed: requirements-keras.txt
 
 keras-venv: $(KERAS_VENV)/.installed  ## Keras environment (TensorFlow CPU) for goldens and training
 
+# checkov has its own environment: its dependencies pin versions the kit's .venv does not share.
+$(POLICY_VENV)/.installed: requirements-policy.txt
+	$(PYTHON) -m venv $(POLICY_VENV)
+	$(POLICY_VENV)/bin/pip install --quiet --upgrade pip
+	$(POLICY_VENV)/bin/pip install --quiet -r requirements-policy.txt
+	touch $@
+
+policy-venv: $(POLICY_VENV)/.installed  ## checkov (the policy checker of deploy/k8s) in .venv-policy
+
+check-policy: policy-venv  ## checkov on the rendered gpu, cpu and loadtest overlays (make test checks its findings)
+	rm -rf out/policy && mkdir -p out/policy
+	for overlay in gpu cpu loadtest; do kubectl kustomize deploy/k8s/overlays/$$overlay > out/policy/$$overlay.yaml; done
+	$(POLICY_VENV)/bin/checkov -d out/policy --framework kubernetes --compact --quiet || true
+	@echo "failing on purpose, with the reasons: deploy/k8s/checkov-accepted.yaml"
+
 goldens: keras-venv zoo-models  ## regenerate the converter's test models and Keras goldens (tests/keras2onnx/golden)
 	nice $(KERAS_VENV)/bin/python tests/keras2onnx/golden/make_goldens.py
 
@@ -102,10 +121,10 @@ serve: repository  ## start Triton on HOST (default 127.0.0.1), ports GRPC_PORT/
 		$(if $(GRPC_PORT),--grpc-port $(GRPC_PORT)) $(if $(HTTP_PORT),--http-port $(HTTP_PORT)) \
 		$(if $(METRICS_PORT),--metrics-port $(METRICS_PORT)) $(if $(MEMORY),--memory $(MEMORY))
 
-test: lint keras-venv  ## the whole test suite, against real Triton servers (what CI runs)
+test: lint keras-venv policy-venv  ## the whole test suite, against real Triton servers (what CI runs)
 	$(BIN)/python -m pytest
 
-test-unit: venv  ## the fast inner loop: every test that needs no server and no Keras (about a minute)
+test-unit: venv policy-venv  ## the fast inner loop: every test that needs no server and no Keras (about a minute)
 	$(BIN)/python -m pytest tests --ignore=tests/e2e -q -m "not zoo_cache"
 
 test-models: venv keras-venv  ## every zoo model in every format its library saves (builds into ~/.cache/unetkit/zoo)
@@ -161,3 +180,6 @@ plugins:  ## CUDA kernels, plus libunetkit_plugins.so where TensorRT headers are
 
 plugins-gpu-check:  ## on a CUDA machine with PyTorch: kernel exactness and bandwidth into out/plugins-gpu
 	plugins/tests/run_gpu.sh out/plugins-gpu
+
+plugins-harness:  ## on a CUDA machine: the plugin driven as TensorRT does, every element checked, under compute-sanitizer too (out/plugins-harness)
+	TENSORRT_HEADERS='$(TENSORRT_HEADERS)' plugins/tests/run_harness.sh out/plugins-harness

@@ -15,5 +15,7 @@ RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir \
 ENV PYTHONPATH=/opt/unetkit
 WORKDIR /opt/unetkit
 # NVIDIA's entry point first: it enables CUDA forward compatibility on older data-center
-# drivers, prints the container banner and driver checks, then runs `exec "$@"`.
-ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "python3", "-m", "unetkit.cli.build_service"]
+# drivers, prints the container banner and driver checks, then runs `exec "$@"`. Then the
+# build runs as the owner of the mounted checkout (docker/run_as_owner.sh), so the plugin
+# build folder, the timing caches and the plan it writes there are the host user's, not root's.
+ENTRYPOINT ["/opt/nvidia/nvidia_entrypoint.sh", "/opt/unetkit/docker/run_as_owner.sh", "python3", "-m", "unetkit.cli.build_service"]

@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
     of_kind,
     pod_spec,
 )
+from tests.deploy.security import check_admin_key
 from unetkit.cli import build_engine, build_service
 from unetkit.core import MODEL_NAME
 from unetkit.triton import tritonserver_command
@@ -275,30 +276,6 @@ def check_probes_and_ports(objects: list[Obj]) -> list[str]:
     return problems
 
 
-def check_admin_key(objects: list[Obj]) -> list[str]:
-    """The admin key comes from a Secret the user creates; none is in the manifests."""
-    problems = [f"Secret {o['metadata']['name']} rendered" for o in of_kind(objects, "Secret")]
-    for deployment in triton_deployments(objects):
-        env = container(deployment, "triton").get("env", [])
-        key = [e for e in env if e["name"] == "UNETKIT_ADMIN_KEY"]
-        ref = key[0].get("valueFrom", {}).get("secretKeyRef") if len(key) == 1 else None
-        if ref != {"name": "unetkit-admin", "key": "admin-key"}:
-            problems.append(f"{deployment['metadata']['name']}: UNETKIT_ADMIN_KEY from {ref}")
-    for workload in objects:
-        if workload["kind"] in {"Deployment", "Job"}:
-            for c in containers(workload):
-                for var in c.get("env", []):
-                    if (
-                        "KEY" in var["name"]
-                        and "value" in var
-                        and var["name"] != "UNETKIT_BUILD_KEY"
-                    ):
-                        problems.append(
-                            f"{workload['metadata']['name']}: {var['name']} in the manifest"
-                        )
-    return problems
-
-
 def check_not_exposed(objects: list[Obj]) -> list[str]:
     """Nothing is reachable from outside the cluster by default."""
     problems = []
@@ -401,7 +378,8 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
         spec = mine[0]["spec"]
         if spec["scaleTargetRef"].get("kind", "Deployment") != "Deployment":
             problems.append(f"{name}: scale target {spec['scaleTargetRef']}")
-        if not 1 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100):
+        # Two at least: with one, the PodDisruptionBudget cannot keep a pod serving in a drain.
+        if not 2 <= spec.get("minReplicaCount", 0) <= spec.get("maxReplicaCount", 100):
             problems.append(
                 f"{name}: replicas {spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}"
             )
@@ -422,6 +400,10 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
             if not isinstance(query, promql_parser.BinaryExpr) or str(query.op) != "/":
                 problems.append(f"{name}: query is not a ratio: {meta['query']}")
                 continue
+            # A floor on the request rate (clamp_min(..., 1)) understates the queue time
+            # whenever fewer requests than that arrive.
+            if "clamp_min" in meta["query"] or "clamp(" in meta["query"]:
+                problems.append(f"{name}: the request rate is clamped: {meta['query']}")
             numerator = {s.name for s in _selectors(query.lhs)}
             denominator = {s.name for s in _selectors(query.rhs)}
             if (numerator, denominator) != (
@@ -468,8 +450,9 @@ def check_build_step(objects: list[Obj]) -> list[str]:
         for o in objects
         if o["metadata"].get("labels", {}).get(key) == value
     }
-    problems = [f"{kind}/{name} is in the build step" for kind, name in selected if kind != "Job"
-                and kind not in {"ConfigMap", "PersistentVolumeClaim"}]  # fmt: skip
+    inputs = {"Job", "ConfigMap", "PersistentVolumeClaim", "NetworkPolicy"}
+    problems = [f"{kind}/{name} is in the build step" for kind, name in selected
+                if kind not in inputs]  # fmt: skip
     for job in of_kind(objects, "Job"):
         needed = {("Job", job["metadata"]["name"])}
         for c in containers(job):
@@ -482,6 +465,12 @@ def check_build_step(objects: list[Obj]) -> list[str]:
         for volume in pod_spec(job).get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 needed.add(("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]))
+        # The policies that isolate the build's pods apply with it, not after it.
+        pod_labels = job["spec"]["template"]["metadata"].get("labels", {})
+        for policy in of_kind(objects, "NetworkPolicy"):
+            selector = policy["spec"]["podSelector"].get("matchLabels") or {}
+            if _matches(selector, pod_labels):
+                needed.add(("NetworkPolicy", policy["metadata"]["name"]))
         problems += [f"{job['metadata']['name']} needs {k}/{n}, not in the build step"
                      for k, n in sorted(needed - selected)]  # fmt: skip
     return problems

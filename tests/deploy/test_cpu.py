@@ -14,8 +14,9 @@ from tests.helpers import REPO_ROOT
 from unetkit.cli import serve
 from unetkit.triton import parse_bytes
 
-# Kinds every cluster has: nothing that needs a CRD, a GPU or a storage class.
-PLAIN_KINDS = {"Namespace", "Service", "Deployment", "PodDisruptionBudget"}
+# Kinds every cluster has: nothing that needs a CRD, a GPU or a storage class. (A cluster
+# without a NetworkPolicy-enforcing CNI accepts the policies and ignores them.)
+PLAIN_KINDS = {"Namespace", "Service", "Deployment", "PodDisruptionBudget", "NetworkPolicy"}
 
 
 def cpu() -> list[Obj]:

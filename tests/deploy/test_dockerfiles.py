@@ -5,6 +5,7 @@ tag for both GPU images, the same entry points, the kit where the manifests expe
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -152,3 +153,46 @@ def test_the_build_context_leaves_out_local_environments() -> None:
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     for path in (".git", ".venv", "out", "plugins/build-*", "loadtest/reports"):
         assert path in ignored, path
+
+
+RUN_AS_OWNER = DOCKER / "run_as_owner.sh"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as in the build container (CI is root)")
+def test_the_compose_build_writes_into_the_checkout_as_its_owner(tmp_path: Path) -> None:
+    """docker/build.Dockerfile's entry point runs the build through run_as_owner.sh: what it
+    writes into the mounted checkout belongs to the checkout's owner, not to root."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    os.chown(checkout, 1234, 2345)
+    script = (
+        'id -u; id -g; echo "$HOME"; mkdir -p plugins/build-trt26.10 out/timing-caches '
+        "model_repository/unet/1 && touch model_repository/unet/1/model.plan"
+    )
+    result = subprocess.run(
+        [str(RUN_AS_OWNER), "sh", "-c", script],
+        cwd=checkout,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "UNETKIT_CHECKOUT": str(checkout)},
+    )
+    assert result.returncode == 0, result.stderr
+    uid, gid, home = result.stdout.split()
+    assert (uid, gid) == ("1234", "2345")
+    assert not home.startswith(str(checkout))
+    written = list(checkout.rglob("*"))
+    assert len(written) == 8
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in written} == {(1234, 2345)}
+
+
+def test_a_root_owned_checkout_runs_the_build_unchanged(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(RUN_AS_OWNER), "id", "-u"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "UNETKIT_CHECKOUT": str(tmp_path)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(os.geteuid())

@@ -107,9 +107,33 @@ def short_grace(objects: list[Obj]) -> None:
 
 
 def literal_admin_key(objects: list[Obj]) -> None:
-    var = env_var(triton(objects), "UNETKIT_ADMIN_KEY")
-    var.pop("valueFrom")
-    var["value"] = "s3cret"
+    triton(objects)["env"].append({"name": "UNETKIT_ADMIN_KEY", "value": "s3cret"})
+
+
+def admin_key_from_env(objects: list[Obj]) -> None:
+    env = triton(objects)["env"]
+    env.remove(env_var(triton(objects), "UNETKIT_ADMIN_KEY_FILE"))
+    env.append(
+        {
+            "name": "UNETKIT_ADMIN_KEY",
+            "valueFrom": {"secretKeyRef": {"name": "unetkit-admin", "key": "admin-key"}},
+        }
+    )
+
+
+def admin_key_file_of_another_secret(objects: list[Obj]) -> None:
+    volumes = inv.triton_deployments(objects)[0]["spec"]["template"]["spec"]["volumes"]
+    next(v for v in volumes if "secret" in v)["secret"]["secretName"] = "someone-elses"
+
+
+def one_replica_minimum(objects: list[Obj]) -> None:
+    next(o for o in objects if o["kind"] == "ScaledObject")["spec"]["minReplicaCount"] = 1
+
+
+def clamped_request_rate(objects: list[Obj]) -> None:
+    trigger = next(o for o in objects if o["kind"] == "ScaledObject")["spec"]["triggers"][0]
+    numerator, denominator = trigger["metadata"]["query"].split(" / ")
+    trigger["metadata"]["query"] = f"{numerator} / clamp_min({denominator}, 1)"
 
 
 def committed_secret(objects: list[Obj]) -> None:
@@ -190,6 +214,10 @@ BREAKAGES = {
     short_grace: inv.check_probes_and_ports,
     metrics_port_renamed: inv.check_probes_and_ports,
     literal_admin_key: inv.check_admin_key,
+    admin_key_from_env: inv.check_admin_key,
+    admin_key_file_of_another_secret: inv.check_admin_key,
+    one_replica_minimum: inv.check_autoscaling,
+    clamped_request_rate: inv.check_autoscaling,
     committed_secret: inv.check_admin_key,
     node_port: inv.check_not_exposed,
     load_balancer: inv.check_not_exposed,

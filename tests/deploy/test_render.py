@@ -38,6 +38,7 @@ def test_gpu_overlay_objects() -> None:
         "PodDisruptionBudget": 1,
         "ScaledObject": 1,
         "ServiceMonitor": 1,
+        "NetworkPolicy": 4,  # default deny, inference, metrics, build
     }
 
 
@@ -48,6 +49,7 @@ def test_mixed_gpus_get_one_unit_per_product_and_share_the_rest() -> None:
     for kind in ("Namespace", "PersistentVolumeClaim", "ServiceMonitor"):
         assert counts[kind] == 1, kind
     assert counts["Service"] == 2
+    assert counts["NetworkPolicy"] == 4  # shared: they select every unit's pods
 
 
 def test_cpu_and_loadtest_overlays_objects() -> None:
@@ -56,8 +58,9 @@ def test_cpu_and_loadtest_overlays_objects() -> None:
         "Service": 2,
         "Deployment": 1,
         "PodDisruptionBudget": 1,
+        "NetworkPolicy": 4,
     }
-    assert kinds("overlays/loadtest") == {"Service": 1, "Deployment": 2}
+    assert kinds("overlays/loadtest") == {"Service": 1, "Deployment": 2, "NetworkPolicy": 2}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

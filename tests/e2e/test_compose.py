@@ -205,6 +205,7 @@ def test_both_gpu_services_start_through_nvidias_entrypoint(config):
     assert services["build"]["build"]["dockerfile"] == "docker/build.Dockerfile"
     assert dockerfile_entrypoint("docker/build.Dockerfile") == [
         NVIDIA_ENTRYPOINT,
+        "/opt/unetkit/docker/run_as_owner.sh",
         "python3",
         "-m",
         "unetkit.cli.build_service",
@@ -272,8 +273,11 @@ def host_tools(bin_dir: Path, gpu_line: str) -> None:
     (bin_dir / "tritonserver").symlink_to(pytriton_server_dir() / "bin" / "tritonserver")
 
 
-def run_entrypoint(tmp_path: Path, gpu_line: str, trt_version: str, *triton_args: str):
+def run_entrypoint(
+    tmp_path: Path, gpu_line: str, trt_version: str, *triton_args: str, **extra_env: str
+):
     env = clean_env(
+        **extra_env,
         PATH=f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
         TRT_VERSION=trt_version,
         UNETKIT_MODEL_REPOSITORY=str(tmp_path / "models"),
@@ -332,6 +336,27 @@ def test_triton_entrypoint_stops_on_a_plan_from_another_gpu(tmp_path):
         "container has TensorRT 10.13.3.9 on sm_89 (NVIDIA L40S): rebuild with "
         "`docker compose run --rm build`"
     ]
+
+
+def test_a_plan_from_another_image_tag_says_to_align_the_tags(tmp_path):
+    """compose passes both .env tags to Triton: a TensorRT mismatch they cause is named."""
+    installed_plan(tmp_path / "models" / "unet" / "1")
+    result = run_entrypoint(
+        tmp_path, "NVIDIA H100 80GB HBM3, 9.0", "10.14.1.48", TRT_TAG="25.08", TRITON_TAG="25.10"
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: plan built with TensorRT 10.13.3.9 on sm_90")
+    assert line.endswith(
+        "the build image is tensorrt:25.08 (TRT_TAG) and the server tritonserver:25.10 "
+        "(TRITON_TAG): set both to one YY.MM tag in .env, then `docker compose up` builds the "
+        "plan again"
+    )
+
+
+def test_triton_gets_both_tags_from_env(config):
+    environment = config["services"]["triton"]["environment"]
+    assert environment["TRT_TAG"] == environment["TRITON_TAG"] == dotenv()["TRT_TAG"]
 
 
 def test_container_images_pin_the_versions_of_pyproject():

@@ -27,7 +27,6 @@ from unetkit.tensorrt import PLUGIN_OP
 
 # Where TensorRT-RTX builds ahead of time in these tests: an RTX 40xx (it has no sm_90 target).
 AOT_COMPUTE_CAPABILITY = "8.9"
-HEADERS_ENV = "TENSORRT_HEADERS"
 
 NEAREST_KERAS = {
     "mode": "nearest",
@@ -201,12 +200,6 @@ def run(model: onnx.ModelProto, image: np.ndarray) -> list[np.ndarray]:
     return session.run(["PROB", "MASK"], {"IMAGE": image})
 
 
-def headers_cache() -> Path:
-    """Where `make trt-headers` puts TensorRT's public headers: <cache>/<major.minor>/include."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "unetkit" / "tensorrt"
-
-
 def header_version(include: Path) -> tuple[int, ...]:
     """major, minor, patch from NvInferVersion.h (-1 where a part is missing)."""
     text = (include / "NvInferVersion.h").read_text()
@@ -218,26 +211,22 @@ def header_version(include: Path) -> tuple[int, ...]:
 
 
 def tensorrt_headers(major: int = 11) -> Path | None:
-    """TensorRT <major>.x headers: $TENSORRT_HEADERS if it holds them, else the newest
-    <cache>/<major>.*/include."""
-    candidates = []
-    if os.environ.get(HEADERS_ENV):
-        candidates.append(Path(os.environ[HEADERS_ENV]))
-    cached = sorted(
-        headers_cache().glob(f"{major}.*/include"),
-        key=lambda p: [int(x) for x in p.parent.name.split(".") if x.isdigit()],
-        reverse=True,
-    )
-    candidates += cached
-    for include in candidates:
-        if (include / "NvInferRuntime.h").is_file() and header_version(include)[0] == major:
-            return include
-    return None
+    """TensorRT <major>.x headers, found as the Makefile finds them
+    (plugins/find_trt_headers.sh): $TENSORRT_HEADERS, the `make trt-headers` cache, then
+    shared/tensorrt/<major>.*/include beside the checkout or beside a folder above it."""
+    found = subprocess.run(
+        [str(REPO_ROOT / "plugins" / "find_trt_headers.sh"), str(major)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+    return Path(found) if found else None
 
 
 HEADERS_MISSING = (
-    "TensorRT 11 headers absent: run `make trt-headers` (fills ~/.cache/unetkit/tensorrt) "
-    f"or set {HEADERS_ENV}"
+    "TensorRT 11 headers absent: set TENSORRT_HEADERS, run `make trt-headers` (fills "
+    "~/.cache/unetkit/tensorrt), or put them in shared/tensorrt/11.1/include beside the checkout"
 )
 
 

@@ -21,8 +21,8 @@ def plugin_build(tmp_path_factory: pytest.TempPathFactory) -> PluginBuild:
     build_dir = tmp_path_factory.mktemp("plugins-build")
     headers = tensorrt_headers(11)
     if headers is None:
-        no_tensorrt = tmp_path_factory.mktemp("no-tensorrt")
-        defines = [f"-DTENSORRT_ROOT={no_tensorrt}"]
+        no_headers = tmp_path_factory.mktemp("no-tensorrt-headers")
+        defines = [f"-DTENSORRT_HEADERS={no_headers}"]
     else:
         defines = [f"-DTENSORRT_HEADERS={headers}", f"-DTensorRT_LIBRARY={rtx_library()}"]
     configured = configure(build_dir, *defines)

@@ -9,6 +9,7 @@ version probe.
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -107,3 +108,46 @@ def test_headers_of_another_tensorrt_than_the_library_stop_cmake(tmp_path, heade
     library = f"-DTensorRT_LIBRARY={rtx_library()}"
     matching = configure(tmp_path / "build-ok", f"-DTENSORRT_HEADERS={headers}", library)
     assert matching.returncode == 0, matching.stdout + matching.stderr
+
+
+def test_a_root_with_headers_but_no_library_stops_cmake(tmp_path, headers):
+    root = tmp_path / "headers-only"
+    link_headers(headers, root / "include")
+
+    result = configure(tmp_path / "build", f"-DTENSORRT_ROOT={root}")
+
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert f"TENSORRT_ROOT={root} has no TensorRT library" in message
+    assert "-DTensorRT_LIBRARY=<file>" in message
+    assert not (tmp_path / "build" / "Makefile").exists()
+
+
+def test_make_and_the_tests_find_the_headers_beside_a_clean_clone(tmp_path, headers):
+    """CI clones into a folder with a copy of shared/ beside it: the clone finds
+    shared/tensorrt/11.x/include there, or beside any folder above it."""
+    finder = Path(__file__).resolve().parents[2] / "plugins" / "find_trt_headers.sh"
+    clone_plugins = tmp_path / "runs" / "clean" / "plugins"
+    clone_plugins.mkdir(parents=True)
+    (clone_plugins / finder.name).write_bytes(finder.read_bytes())
+    (clone_plugins / finder.name).chmod(0o755)
+    shared = tmp_path / "shared" / "tensorrt" / "11.1"
+    shared.mkdir(parents=True)
+    (shared / "include").symlink_to(headers)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home")}
+
+    found = subprocess.run(
+        [str(clone_plugins / finder.name)], capture_output=True, text=True, env=env, check=True
+    )
+    assert found.stdout.strip() == str(shared / "include")
+
+    chosen = tmp_path / "chosen"
+    link_headers(headers, chosen)
+    explicit = subprocess.run(
+        [str(clone_plugins / finder.name)],
+        capture_output=True,
+        text=True,
+        env={**env, "TENSORRT_HEADERS": str(chosen)},
+        check=True,
+    )
+    assert explicit.stdout.strip() == str(chosen)

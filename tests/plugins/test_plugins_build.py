@@ -32,9 +32,9 @@ def load_kernels_binding() -> ModuleType:
 
 def test_configure_without_tensorrt_headers_says_so_in_one_line(tmp_path: Path) -> None:
     require_tools()
-    empty_root = tmp_path / "no-tensorrt"
-    empty_root.mkdir()
-    result = configure(tmp_path / "build", f"-DTENSORRT_ROOT={empty_root}")
+    no_headers = tmp_path / "no-headers"
+    no_headers.mkdir()
+    result = configure(tmp_path / "build", f"-DTENSORRT_HEADERS={no_headers}")
     assert result.returncode == 0, result.stderr
     output = result.stdout
 
@@ -43,6 +43,22 @@ def test_configure_without_tensorrt_headers_says_so_in_one_line(tmp_path: Path) 
     assert "TensorRT headers not found: building the CUDA kernels only" in mentions[0]
     assert "-DTENSORRT_ROOT=" in mentions[0]
     assert not (tmp_path / "build" / "CMakeFiles" / "unetkit_plugins.dir").exists()
+
+
+def test_a_tensorrt_root_without_tensorrt_stops_cmake_in_one_message(tmp_path: Path) -> None:
+    """A named root is what the user meant: building the kernels alone would only fail later."""
+    require_tools()
+    empty_root = tmp_path / "not-tensorrt"
+    empty_root.mkdir()
+
+    result = configure(tmp_path / "build", f"-DTENSORRT_ROOT={empty_root}")
+
+    assert result.returncode != 0
+    message = " ".join(result.stderr.split())
+    assert f"TENSORRT_ROOT={empty_root} has no NvInferRuntime.h in include/" in message
+    assert "leave TENSORRT_ROOT empty" in message
+    assert message.count("CMake Error") == 1
+    assert not (tmp_path / "build" / "Makefile").exists()
 
 
 def test_kernels_shared_library_exports_the_c_entry_point(plugin_build: PluginBuild) -> None:

@@ -20,6 +20,7 @@ from unetkit.tensorrt import (
     Accuracy,
     BuildInputs,
     Gpu,
+    ImageTags,
     check_deployment,
     parse_nvidia_smi,
     plan_mismatch,
@@ -77,6 +78,23 @@ def test_other_tensorrt_or_architecture_is_one_line_with_the_fix(tmp_path):
     )
     assert "TensorRT 10.13.3.9 on sm_90" in plan_mismatch(report, "10.13.3", "NVIDIA L4", "8.9")
     assert "TensorRT 11.4.0" in plan_mismatch(report, "11.4.0", H100.name, "9.0")
+
+
+def test_a_tensorrt_mismatch_from_two_image_tags_says_to_align_them(tmp_path):
+    report = read_report(report_path_for(installed_plan(tmp_path)))
+    message = plan_mismatch(report, "10.14.1.48", H100.name, "9.0", ImageTags("25.08", "25.10"))
+    assert message == (
+        "plan built with TensorRT 10.13.3.9 on sm_90 (NVIDIA H100 80GB HBM3), this container "
+        "has TensorRT 10.14.1.48 on sm_90 (NVIDIA H100 80GB HBM3): the build image is "
+        "tensorrt:25.08 (TRT_TAG) and the server tritonserver:25.10 (TRITON_TAG): set both to "
+        "one YY.MM tag in .env, then `docker compose up` builds the plan again"
+    )
+    # one tag for both: the plan is simply stale, and a rebuild is the fix
+    same_tags = plan_mismatch(report, "10.14.1.48", H100.name, "9.0", ImageTags("25.10", "25.10"))
+    assert same_tags.endswith("rebuild with `docker compose run --rm build`")
+    # another GPU with the same TensorRT: the tags are not the cause
+    other_gpu = plan_mismatch(report, "10.13.3", "NVIDIA L4", "8.9", ImageTags("25.08", "25.10"))
+    assert other_gpu.endswith("rebuild with `docker compose run --rm build`")
 
 
 def test_check_deployment_accepts_a_matching_plan_and_notes_another_card(tmp_path):

@@ -67,13 +67,10 @@ def test_gpu_config_runs_on_the_gpu_with_batching_and_graphs_inside_the_profile(
     assert 0 < batching.max_queue_delay_microseconds <= 1000
     cuda = config.optimization.cuda
     assert cuda.graphs
-    covered = set()
     for spec in cuda.graph_spec:
         assert list(spec.input["IMAGE"].dim) == [256, 256, 1]
-        low = spec.graph_lower_bound.batch_size or spec.batch_size
-        covered.update(range(low, spec.batch_size + 1))
-    # every batch size the dynamic batcher can form at 256x256 has a graph
-    assert covered == set(range(1, config.max_batch_size + 1))
+    # every small batch and both preferred batches replay a graph of exactly their size
+    assert [spec.batch_size for spec in cuda.graph_spec] == [1, 2, 3, 4, 5, 6, 7, 8, 32]
     params = {k: v.string_value for k, v in config.parameters.items()}
     assert params == {
         "size_multiple_h": "16",
@@ -101,7 +98,57 @@ def test_config_follows_a_users_profile_and_fixed_size():
     assert list(config.input[0].dims) == [320, 480, 1]
     assert list(config.output[1].dims) == [320, 480]
     assert list(config.dynamic_batching.preferred_batch_size) == [4, 16]
-    assert [s.batch_size for s in config.optimization.cuda.graph_spec] == [1, 4, 16]
+    assert [s.batch_size for s in config.optimization.cuda.graph_spec] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        16,
+    ]
+
+
+# Triton's TensorRT backend runs a graph's whole batch for any batch from its
+# graph_lower_bound up: a graph may cover smaller batches only while padding stays <= 25%.
+MAX_GRAPH_PADDING = 1.25
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        None,  # the committed config
+        Profile(BatchShape(1, 256, 256), BatchShape(8, 256, 256), BatchShape(32, 256, 256)),
+        Profile(BatchShape(1, 64, 64), BatchShape(16, 128, 128), BatchShape(64, 512, 512)),
+        Profile(BatchShape(1, 64, 64), BatchShape(1, 64, 64), BatchShape(1, 64, 64)),
+        Profile(BatchShape(1, 32, 32), BatchShape(3, 32, 32), BatchShape(5, 32, 32)),
+    ],
+)
+def test_no_cuda_graph_pads_a_batch_by_more_than_a_quarter(profile: Profile | None):
+    if profile is None:
+        text = GPU_CONFIG.read_text()
+    else:
+        rule = SizeRule(16, 16)
+        info = ModelInfo(1, 1, rule, rule, None, (0, 0, 0, 0), 0.5, (0.0,), (255.0,), "user model")
+        text = render_plan_config(info, profile)
+    config = parse(text)
+    specs = config.optimization.cuda.graph_spec
+    assert specs, "no CUDA graphs rendered"
+    for spec in specs:
+        lower = (
+            spec.graph_lower_bound.batch_size
+            if spec.HasField("graph_lower_bound")
+            else spec.batch_size
+        )
+        assert 1 <= lower <= spec.batch_size <= config.max_batch_size
+        assert spec.batch_size <= MAX_GRAPH_PADDING * lower, (
+            f"graph of batch {spec.batch_size} replays batches down to {lower}: "
+            f"{spec.batch_size / lower:.2f}x their work"
+        )
+    # the comment says what each graph covers
+    assert text.count("only, ") == len(specs) and ": no padding" in text
 
 
 def test_read_max_batch_size_refuses_a_config_without_one(tmp_path):

@@ -31,7 +31,13 @@ from unetkit.core import (
     add_debug_flag,
     run_cli,
 )
-from unetkit.triton import ADMIN_KEY_ENV, TritonServer, parse_bytes, supervise
+from unetkit.triton import (
+    ADMIN_KEY_ENV,
+    ADMIN_KEY_FILE_ENV,
+    TritonServer,
+    parse_bytes,
+    supervise,
+)
 
 EXIT_SERVER_DIED = 3
 
@@ -143,7 +149,7 @@ def client_python() -> str:
 def announce(server: TritonServer, config: str) -> None:
     admin = (
         f"open to requests carrying the key in ${ADMIN_KEY_ENV}"
-        if os.environ.get(ADMIN_KEY_ENV)
+        if os.environ.get(ADMIN_KEY_ENV) or os.environ.get(ADMIN_KEY_FILE_ENV)
         else f"closed (set {ADMIN_KEY_ENV} to open them with a key)"
     )
     print(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from unetkit.core import MODEL_NAME, MODEL_VERSION, run_cli
 from unetkit.tensorrt import (
+    ImageTags,
     check_deployment,
     container_tensorrt_version,
     query_gpu,
@@ -30,7 +31,10 @@ PLUGIN_LIBRARY = (
 
 def main(argv: list[str]) -> int:
     plan = MODEL_REPOSITORY / MODEL_NAME / MODEL_VERSION / "model.plan"
-    for note in check_deployment(plan, PLUGIN_LIBRARY, container_tensorrt_version(), query_gpu()):
+    # docker-compose.yml passes both .env tags, so a mismatch caused by two tags says so.
+    tags = ImageTags(os.environ.get("TRT_TAG", ""), os.environ.get("TRITON_TAG", ""))
+    notes = check_deployment(plan, PLUGIN_LIBRARY, container_tensorrt_version(), query_gpu(), tags)
+    for note in notes:
         print(f"note: {note}", file=sys.stderr)
     uses_plugin = read_report(report_path_for(plan)).upsample == "plugin"
     key, note = admin_key(dict(os.environ))

@@ -22,6 +22,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "Accuracy",
             "BuildInputs",
             "BuildReport",
+            "ImageTags",
             "REBUILD_HINT",
             "SERVING_BUILDER",
             "gpu_model_note",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from unetkit.core import Profile, UserError, sha256_file, write_text_atomic
 
@@ -118,13 +118,29 @@ def sm(compute_capability: str) -> str:
     return "sm_" + compute_capability.replace(".", "")
 
 
+class ImageTags(NamedTuple):
+    """The YY.MM tags of the compose images (.env): the build's nvcr.io/nvidia/tensorrt and
+    the server's nvcr.io/nvidia/tritonserver."""
+
+    tensorrt: str
+    triton: str
+
+    def differ(self) -> bool:
+        return bool(self.tensorrt and self.triton) and self.tensorrt != self.triton
+
+
 def plan_mismatch(
-    report: BuildReport, tensorrt_version: str, gpu_name: str, compute_capability: str
+    report: BuildReport,
+    tensorrt_version: str,
+    gpu_name: str,
+    compute_capability: str,
+    image_tags: ImageTags | None = None,
 ) -> str | None:
     """One line saying why the plan cannot load here, or None when it can.
 
     A plan deserializes only with the TensorRT release that built it, on a GPU of the same
-    compute capability.
+    compute capability. When the TensorRT releases differ because .env names two image tags,
+    a rebuild would only make the same plan again: the fix is one tag for both.
     """
     same_trt = report.builder == SERVING_BUILDER and _release(report.tensorrt_version) == _release(
         tensorrt_version
@@ -132,11 +148,18 @@ def plan_mismatch(
     same_sm = report.compute_capability.strip() == compute_capability.strip()
     if same_trt and same_sm:
         return None
+    hint = REBUILD_HINT
+    if not same_trt and report.builder == SERVING_BUILDER and image_tags and image_tags.differ():
+        hint = (
+            f"the build image is tensorrt:{image_tags.tensorrt} (TRT_TAG) and the server "
+            f"tritonserver:{image_tags.triton} (TRITON_TAG): set both to one YY.MM tag in .env, "
+            "then `docker compose up` builds the plan again"
+        )
     return (
         f"plan built with {report.builder} {report.tensorrt_version} on "
         f"{sm(report.compute_capability)} "
         f"({report.gpu_name}), this container has TensorRT {tensorrt_version} on "
-        f"{sm(compute_capability)} ({gpu_name}): {REBUILD_HINT}"
+        f"{sm(compute_capability)} ({gpu_name}): {hint}"
     )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from unetkit.core import UserError, sha256_file
 from unetkit.tensorrt.build_report import (
     REBUILD_HINT,
+    ImageTags,
     gpu_model_note,
     plan_mismatch,
     read_report,
@@ -20,15 +21,20 @@ from unetkit.tensorrt.gpu_env import Gpu
 
 
 def check_deployment(
-    plan: Path, plugin_library: Path | None, tensorrt_version: str, gpu: Gpu
+    plan: Path,
+    plugin_library: Path | None,
+    tensorrt_version: str,
+    gpu: Gpu,
+    image_tags: ImageTags | None = None,
 ) -> list[str]:
-    """Raise UserError naming the first problem; return notes that do not stop Triton."""
+    """Raise UserError naming the first problem; return notes that do not stop Triton.
+    `image_tags`: the compose images' tags, when known, for the hint of a TensorRT mismatch."""
     if not plan.is_file():
         raise UserError(f"{plan}: no TensorRT plan: build it with `docker compose run --rm build`")
     report = read_report(report_path_for(plan))
     if sha256_file(plan) != report.plan_sha256:
         raise UserError(f"{plan} is not the plan its build report describes: {REBUILD_HINT}")
-    mismatch = plan_mismatch(report, tensorrt_version, gpu.name, gpu.compute_capability)
+    mismatch = plan_mismatch(report, tensorrt_version, gpu.name, gpu.compute_capability, image_tags)
     if mismatch:
         raise UserError(mismatch)
     if report.upsample == "plugin":

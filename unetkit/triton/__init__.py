@@ -8,7 +8,13 @@ from unetkit.core import lazy_exports
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "access": ["ADMIN_KEY_ENV", "ADMIN_KEY_HEADER", "access_flags", "admin_key"],
+        "access": [
+            "ADMIN_KEY_ENV",
+            "ADMIN_KEY_FILE_ENV",
+            "ADMIN_KEY_HEADER",
+            "access_flags",
+            "admin_key",
+        ],
         "cpu_runtime": [
             "IdleTrim",
             "Limits",

@@ -238,32 +238,80 @@ parameters [
 GPU_QUEUE_DELAY_US = 200
 
 
-def _graph_specs(profile: Profile, channels: int) -> str:
-    """One CUDA graph per batch-size band at the profile's opt height and width.
+# Every batch size up to this one gets a CUDA graph of its own, as do the profile's opt and
+# max batch (the batches the dynamic batcher prefers).
+GRAPH_SMALL_BATCHES = 8
 
-    A graph replays fixed shapes. Batch rows of a conv net are independent, so a graph
-    captured at batch B also serves smaller batches down to its lower bound (the spare
-    rows are computed and dropped). Height and width must match exactly: a padded
-    image would change the convolutions at the border.
+
+def graph_batches(profile: Profile) -> list[int]:
+    """The batch sizes captured as CUDA graphs: 1 .. GRAPH_SMALL_BATCHES and the preferred
+    batches (opt, max), each replayed only for exactly its own batch size."""
+    small = range(1, min(GRAPH_SMALL_BATCHES, profile.max.batch) + 1)
+    return sorted({*small, profile.opt.batch, profile.max.batch})
+
+
+def _gaps_sentence(batches: list[int], max_batch: int) -> str:
+    """Which batch sizes up to max_batch have no graph, as ranges ("Batches 9-31 ...")."""
+    gaps, start = [], None
+    for batch in range(1, max_batch + 2):
+        if batch <= max_batch and batch not in batches:
+            start = batch if start is None else start
+        elif start is not None:
+            gaps.append(str(start) if start == batch - 1 else f"{start}-{batch - 1}")
+            start = None
+    if not gaps:
+        return "Every batch size has its own graph."
+    return (
+        f"Batches {', '.join(gaps)} run without a graph: a batch that large keeps the GPU"
+        "\n    # busy long enough for its kernel launches not to matter."
+    )
+
+
+def _graph_specs(profile: Profile, channels: int) -> str:
+    """One CUDA graph per batch size of graph_batches, at the profile's opt height and width,
+    with no graph_lower_bound.
+
+    Triton's TensorRT backend replays a graph that has a lower bound for any batch from that
+    bound up to the graph's own, running the graph's whole batch: each padded image costs a
+    whole image of GPU time, more than the kernel launches a graph saves. Exact graphs never
+    pad. Height and width must match exactly too: a padded image would change the
+    convolutions at the border.
     """
-    batches = sorted({1, profile.opt.batch, profile.max.batch})
     h, w = profile.opt.height, profile.opt.width
-    specs = []
-    lower = 1
-    for batch in batches:
-        bound = ""
-        if lower < batch:
-            bound = (
-                f"\n        graph_lower_bound {{ batch_size: {lower}"
-                f' input {{ key: "{INPUT_IMAGE}" value {{ dim: [ {h}, {w}, {channels} ] }} }} }}'
-            )
-        specs.append(
-            f"      {{\n        batch_size: {batch}\n"
-            f'        input {{ key: "{INPUT_IMAGE}" value {{ dim: [ {h}, {w}, {channels} ] }} }}'
-            f"{bound}\n      }}"
-        )
-        lower = batch + 1
-    return ",\n".join(specs)
+    shape = f'input {{ key: "{INPUT_IMAGE}" value {{ dim: [ {h}, {w}, {channels} ] }} }}'
+    return ",\n".join(
+        f"      {{\n        # batch {batch} only, {h}x{w}: no padding\n"
+        f"        batch_size: {batch}\n        {shape}\n      }}"
+        for batch in graph_batches(profile)
+    )
+
+
+def _cuda_optimization(profile: Profile, channels: int) -> str:
+    """The optimization block: CUDA graphs at the profile's opt size, outputs copied on
+    their own stream."""
+    opt_hw = f"{profile.opt.height}x{profile.opt.width}"
+    graph_gaps = _gaps_sentence(graph_batches(profile), profile.max.batch)
+    return f"""\
+optimization {{
+  cuda {{
+    # CUDA graphs remove the per-layer launch cost that dominates small batches. A graph
+    # only replays the shapes it was captured with, and H and W are dynamic here, so
+    # graphs are captured at the profile's opt size ({opt_hw}) only; requests of any
+    # other size run without a graph, exactly as without this block.
+    # Each graph serves exactly its own batch size (no graph_lower_bound): no batch is
+    # padded, since a padded batch runs the graph's whole batch on the GPU.
+    # {graph_gaps}
+    # Cost: each graph is captured when the model loads, on the instance's own execution
+    # context and buffers (no extra activation memory), adding to the load time.
+    graphs: true
+    graph_spec [
+{_graph_specs(profile, channels)}
+    ]
+    # PROB is large (H x W x K floats per image): copy outputs on their own stream so
+    # the copy of one batch overlaps the next batch's compute.
+    output_copy_stream: true
+  }}
+}}"""
 
 
 def render_plan_config(info: ModelInfo, profile: Profile) -> str:
@@ -313,21 +361,7 @@ instance_group [
   }}
 ]
 
-optimization {{
-  cuda {{
-    # CUDA graphs remove the per-layer launch cost that dominates small batches. A graph
-    # only replays the shapes it was captured with, and H and W are dynamic here, so
-    # graphs are captured at the profile's opt size ({opt_hw}) only; requests of any
-    # other size run without a graph, exactly as without this block.
-    graphs: true
-    graph_spec [
-{_graph_specs(profile, info.channels)}
-    ]
-    # PROB is large (H x W x K floats per image): copy outputs on their own stream so
-    # the copy of one batch overlaps the next batch's compute.
-    output_copy_stream: true
-  }}
-}}
+{_cuda_optimization(profile, info.channels)}
 
 # Run one zero image through the engine at load, so the first request does not pay for
 # lazy initialization.
