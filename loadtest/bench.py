@@ -48,7 +48,6 @@ from bench_engines import (
 )  # loadtest/ is sys.path[0]
 from bench_report import load, machine, markdown, targets
 
-from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.core import (
     INPUT_IMAGE,
     MODEL_NAME,
@@ -59,6 +58,7 @@ from unetkit.core import (
     write_text_atomic,
 )
 from unetkit.loadgen import find_perf_analyzer, run_locust, run_perf_analyzer, write_input_data
+from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.triton import (
     FP32,
     ONNXRUNTIME,

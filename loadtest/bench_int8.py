@@ -18,9 +18,9 @@ from pathlib import Path
 from bench_engines import images_per_s, workload  # loadtest/ is sys.path[0]
 from bench_report import write_table
 
-from unetkit.cli.make_repository import EXAMPLE_MODEL, SAMPLES
 from unetkit.core import load_samples, run_cli
 from unetkit.keras2onnx import export_onnx, save_onnx
+from unetkit.pipelines import EXAMPLE_MODEL, SAMPLES
 from unetkit.triton import (
     FP32,
     INT8,

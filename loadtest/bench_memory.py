@@ -21,9 +21,9 @@ from pathlib import Path
 
 from bench_report import write_table  # loadtest/ is sys.path[0]
 
-from unetkit.cli.make_repository import EXAMPLE_MODEL
 from unetkit.core import run_cli
 from unetkit.keras2onnx import write_onnx
+from unetkit.pipelines import EXAMPLE_MODEL
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {  # name: (enable_cpu_mem_arena, enable_mem_pattern)

@@ -23,9 +23,9 @@ from bench import new_repository  # loadtest/ is sys.path[0]
 from bench_engines import workload
 from bench_report import write_table
 
-from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.core import INPUT_IMAGE, UserError, run_cli
 from unetkit.loadgen import find_perf_analyzer, run_perf_analyzer, write_input_data
+from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.triton import OPENVINO, TritonServer, cpu_config_path, onnx_path
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.serving import copy_model_directory
-from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.keras2onnx import write_onnx
+from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.serving import copy_model_directory, infer, served_engine
-from unetkit.cli.make_repository import EXAMPLE_MODEL, make_repository
 from unetkit.core import INPUT_IMAGE, MEMORY_BUDGET_ENV, MODEL_NAME, OUTPUT_MASK
+from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.triton import CPU_INSTANCES, CPU_MAX_QUEUE_SIZE, TritonServer
 
 BUDGET_BYTES = 1 << 30

@@ -28,8 +28,8 @@ from example import synthetic
 from tests.helpers import GOLDEN, REPO_ROOT
 from tests.helpers.client import client_module
 from tests.helpers.serving import CLIENT, copy_model_directory, run_client
-from unetkit.cli.make_repository import make_repository
 from unetkit.core import INPUT_IMAGE, MODEL_NAME, OUTPUT_PROB
+from unetkit.pipelines import make_repository
 from unetkit.triton import TritonServer, onnx_path
 
 tiling = client_module("tiling")

@@ -60,7 +60,7 @@ import sys
 from pathlib import Path
 
 from unetkit import tensorrt
-from unetkit.cli import build_engine
+from unetkit import pipelines
 from unetkit.core import contract_info, default_profile, load_onnx
 
 onnx_path, library, precision, capability = sys.argv[1:]
@@ -68,7 +68,7 @@ trt = tensorrt.import_tensorrt("tensorrt_rtx")
 tensorrt.load_plugin_library(trt, Path(library))
 model = load_onnx(Path(onnx_path))
 info = contract_info(model)
-network_model = build_engine.network_model(trt, model, precision, "plugin")
+network_model = pipelines.network_model(trt, model, precision, "plugin")
 setup = tensorrt.prepare_build(
     trt,
     network_model.SerializeToString(),

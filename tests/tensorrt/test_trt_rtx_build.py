@@ -23,8 +23,7 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 from tests.helpers.engine import AOT_COMPUTE_CAPABILITY, export_example
-from unetkit import tensorrt
-from unetkit.cli import build_engine
+from unetkit import pipelines, tensorrt
 from unetkit.core import (
     ModelInfo,
     Profile,
@@ -62,7 +61,7 @@ def prepare(
     upsample: str = "native",
     timing_cache: bytes = b"",
 ) -> tensorrt.EngineBuild:
-    network_model = build_engine.network_model(trt, model, precision, upsample)
+    network_model = pipelines.network_model(trt, model, precision, upsample)
     return tensorrt.prepare_build(
         trt,
         network_model.SerializeToString(),

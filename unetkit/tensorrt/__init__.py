@@ -33,7 +33,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "write_report",
         ],
         "engine": ["PlanRunner"],
-        "engine_build": [
+        "builder": [
             "BuiltPlan",
             "EngineBuild",
             "build_serialized",
