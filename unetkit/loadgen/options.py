@@ -13,6 +13,13 @@ DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "samples"
 def add_arguments(parser: Any) -> None:
     """Register the flags on Locust's parser (each also as an UNETKIT_* variable)."""
     group = parser.add_argument_group("unetkit", "Triton model under test")
+    _workload_arguments(group)
+    _sending_arguments(group)
+    _measurement_arguments(group)
+
+
+def _workload_arguments(group: Any) -> None:
+    """The server, the model, and what is sent to it and checked."""
     group.add_argument(
         "--model-name",
         default=MODEL_NAME,
@@ -59,6 +66,10 @@ def add_arguments(parser: Any) -> None:
         env_var="UNETKIT_MIN_IOU",
         help="IoU with the ground truth below which an answer fails (default %(default)s)",
     )
+
+
+def _sending_arguments(group: Any) -> None:
+    """Timeouts, and the closed or open loop of each user."""
     group.add_argument(
         "--request-timeout",
         type=float,
@@ -98,6 +109,10 @@ def add_arguments(parser: Any) -> None:
         help="open loop: requests a user may have outstanding; beyond it a "
         "scheduled request fails as dropped (default %(default)s)",
     )
+
+
+def _measurement_arguments(group: Any) -> None:
+    """Step loads, measurement windows, and the reports."""
     group.add_argument(
         "--step-users",
         type=int,

@@ -193,30 +193,10 @@ def _build(
     onnx_bytes = network_model(trt, model, args.precision, args.upsample, log).SerializeToString()
     if args.plugin_lib is not None:
         tensorrt.load_plugin_library(trt, args.plugin_lib)
-    cache_path = None
-    if args.timing_cache_dir:
-        cache_path = tensorrt.timing_cache_path(
-            args.timing_cache_dir, builder, trt.__version__, gpu.compute_capability
-        )
-    saved_cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-
     started = time.monotonic()
-    setup = tensorrt.prepare_build(
-        trt, onnx_bytes, profile, info.channels, args.precision, gpu, saved_cache
-    )
-    for note in setup.notes:
-        log(f"note: {cache_path}: {note}")
-    layers = tensorrt.upsampling_layers(trt, setup.network)
-    log(
-        f"network: {setup.network.num_layers} layers; upsampling: {layers['resize']} resize, "
-        f"{layers['plugin']} plugin layer(s)"
-    )
-    built = tensorrt.build_serialized(setup)
+    built = _build_with_cache(args, trt, onnx_bytes, profile, info, gpu, log)
     seconds = time.monotonic() - started
     log(f"built in {seconds:.1f} s ({len(built.plan) / 2**20:.1f} MiB)")
-    if cache_path and built.timing_cache is not None:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(cache_path, built.timing_cache)
 
     checked = None
     if not args.skip_check:
@@ -239,6 +219,41 @@ def _build(
         write_text_atomic(config_path, render_plan_config(info, profile))
     log(f"wrote {args.output}, {tensorrt.report_path_for(args.output).name} and {config_path}")
     return 0
+
+
+def _build_with_cache(
+    args: PlanBuildOptions,
+    trt: ModuleType,
+    onnx_bytes: bytes,
+    profile: Profile,
+    info: ModelInfo,
+    gpu: tensorrt.Gpu,
+    log: Log,
+) -> tensorrt.BuiltPlan:
+    """TensorRT's build, starting from the timing cache of this TensorRT and GPU
+    architecture where there is one, and leaving it updated."""
+    builder = tensorrt.builder_name(trt)
+    cache_path = None
+    if args.timing_cache_dir:
+        cache_path = tensorrt.timing_cache_path(
+            args.timing_cache_dir, builder, trt.__version__, gpu.compute_capability
+        )
+    saved_cache = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    setup = tensorrt.prepare_build(
+        trt, onnx_bytes, profile, info.channels, args.precision, gpu, saved_cache
+    )
+    for note in setup.notes:
+        log(f"note: {cache_path}: {note}")
+    layers = tensorrt.upsampling_layers(trt, setup.network)
+    log(
+        f"network: {setup.network.num_layers} layers; upsampling: {layers['resize']} resize, "
+        f"{layers['plugin']} plugin layer(s)"
+    )
+    built = tensorrt.build_serialized(setup)
+    if cache_path and built.timing_cache is not None:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache_path, built.timing_cache)
+    return built
 
 
 def check_engine(
