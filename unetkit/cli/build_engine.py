@@ -148,6 +148,7 @@ def main(argv: list[str]) -> int:
 
     model = load_onnx(args.onnx)
     info = contract_info(model)
+    tensorrt.check_input_dtype(info)
     profile = validate_profile(resolve_profile(args, default_profile(info)), info)
     config_path = args.config or args.output.parent.parent / "config.pbtxt"
     if args.keep_config:

@@ -26,6 +26,7 @@ from typing import Any
 
 from unetkit.cli.options import add_normalization_arguments
 from unetkit.core import (
+    DEFAULT_INPUT_DTYPE,
     DEFAULT_THRESHOLD,
     UserError,
     add_debug_flag,
@@ -72,9 +73,12 @@ def export_options(
     precision: str,
     calibration: Path,
     max_queue_size: int = 0,
+    input_dtype: str = DEFAULT_INPUT_DTYPE,
 ) -> dict[str, Any]:
     """The options as the export record stores them (JSON types, None for defaults)."""
+    extra = {} if input_dtype == DEFAULT_INPUT_DTYPE else {"input_dtype": input_dtype}
     return {
+        **extra,
         "mean": None if mean is None else [float(v) for v in mean],
         "std": None if std is None else [float(v) for v in std],
         "threshold": float(threshold),
@@ -95,6 +99,7 @@ def make_repository(
     calibration: Path = SAMPLES,
     max_queue_size: int = 0,
     force: bool = False,
+    input_dtype: str = DEFAULT_INPUT_DTYPE,
 ) -> Outcome:
     """Export `keras_model` into `repository` (int8 when it passes its accuracy gate) and
     render its CPU config, unless they are already the export of that file with these
@@ -117,11 +122,15 @@ def make_repository(
                 f"the repository was made from {keras_model}, which is gone: pass --model "
                 "(make serve MODEL=...)"
             )
-    options = export_options(mean, std, threshold, precision, calibration, max_queue_size)
+    options = export_options(
+        mean, std, threshold, precision, calibration, max_queue_size, input_dtype
+    )
     target = onnx_path(repository)
     if not force and record is not None and record.matches(keras_model, options, target):
         return Outcome(keras_model, [])
-    model, info = export_onnx(keras_model, mean=mean, std=std, threshold=threshold)
+    model, info = export_onnx(
+        keras_model, mean=mean, std=std, threshold=threshold, input_dtype=input_dtype
+    )
     threads = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix=".export-", dir=version_dir(repository)) as work:
         served = Path(work) / "fp32.onnx"
@@ -213,6 +222,7 @@ def main(argv: list[str]) -> int:
         calibration=args.calibration,
         max_queue_size=args.max_queue_size,
         force=args.force,
+        input_dtype=args.input_dtype,
     )
     if not outcome.written:
         print(f"{args.repository} is up to date: the export of {outcome.keras_model}")

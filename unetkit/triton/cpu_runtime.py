@@ -290,8 +290,11 @@ def _probe(onnx_path: str, height: int, width: int, channels: int, threads: int)
     session = create_session(Path(onnx_path), threads)
     opened = resident_bytes()
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, channels), np.uint8)
+    source = session.get_inputs()[0]
+    types = {"tensor(uint16)": np.uint16, "tensor(float)": np.float32}  # IMAGE's other types
+    image = image.astype(types.get(source.type, np.uint8))
     for _ in range(2):
-        session.run(None, {session.get_inputs()[0].name: image})
+        session.run(None, {source.name: image})
     status = Path("/proc/self/status").read_text()
     peak = int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) * 1024
     print(json.dumps({"pixels": height * width, "open": opened, "peak": peak}))
