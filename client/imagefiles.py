@@ -62,7 +62,12 @@ def save_png_atomic(pixels: np.ndarray, target: Path) -> None:
 
 
 def overlay(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The picture as RGB with each class painted over it (class 1 red)."""
+    """The picture (the model's input, [H, W, C]) as 8-bit RGB with each class painted over
+    it (class 1 red)."""
+    if picture.dtype == np.uint16:
+        picture = np.round(picture / 257.0).astype(np.uint8)
+    elif picture.dtype != np.uint8:  # float, 0..1
+        picture = np.clip(np.round(picture * 255.0), 0, 255).astype(np.uint8)
     rgb = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture.copy()
     # A band of rows at a time, only the labelled pixels: a large image's overlay costs its
     # RGB and little more.
@@ -112,13 +117,21 @@ class TiffMask:
     _ABORT = object()
 
     def __init__(
-        self, target: Path, pages: int, height: int, width: int, scale: int, keep: bool
+        self,
+        target: Path,
+        shape: tuple[int, ...],
+        scale: int,
+        keep: bool,
+        tags: dict | None = None,
     ) -> None:
-        self.target, self.pages, self.height, self.width = target, pages, height, width
+        """shape: the mask's (..., H, W); tags: tifffile.imwrite keywords (the pixel size)."""
+        self.target, self.shape, self.tags = target, shape, tags or {}
+        self.height, self.width = shape[-2:]
+        self.pages = int(np.prod(shape[:-2]))
         self.scale = np.uint8(scale)
         self.early: dict[tuple[int, int], np.ndarray] = {}  # (page, top) -> rows
         self.expected = (0, 0)  # the (page, top) the file needs next
-        self.copy = np.zeros((height, width), np.uint8) if keep else None
+        self.copy = np.zeros((self.height, self.width), np.uint8) if keep else None
         self.queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.tmp = temporary_beside(target)
@@ -126,22 +139,22 @@ class TiffMask:
         self.thread.start()
 
     def _write(self) -> None:
-        shape = (self.height, self.width)
-        if self.pages > 1:
-            shape = (self.pages, *shape)
+        bigtiff = self.pages * self.height * self.width > CLASSIC_TIFF_MAX_BYTES
+        tags = {k: v for k, v in self.tags.items() if not (bigtiff and k == "imagej")}
         try:
             tifffile.imwrite(
                 self.tmp,
                 data=self._tiles(),
-                shape=shape,
+                shape=self.shape,
                 dtype=np.uint8,
                 photometric="minisblack",
                 tile=(TIFF_TILE, TIFF_TILE),
                 compression="zlib",
-                bigtiff=self.pages * self.height * self.width > CLASSIC_TIFF_MAX_BYTES,
+                bigtiff=bigtiff,
                 # one tile at a time: with workers, tifffile gathers up to 512 MiB of
                 # tiles before compressing them
                 maxworkers=1,
+                **tags,
             )
         except BaseException as e:  # handed to the main thread by close()
             self.error = e
@@ -267,11 +280,19 @@ class ImageJob:
         self.overlay_path = out_dir / f"{source.stem}.overlay.png"
         self.overlay = pages == 1 and height * width <= OVERLAY_MAX_PIXELS
         why = f"{pages} pages" if pages > 1 else f"over {OVERLAY_MAX_PIXELS} pixels"
-        self.note = None if self.overlay else f"no overlay ({why}); the mask is written in full"
+        self.notes = list(picture.notes)  # what the user should know: the mapping, ...
+        if not self.overlay:
+            self.notes.append(f"no overlay ({why}); the mask is written in full")
         scale = 255 if classes == 1 else 1
         try:
             self.sink: PngMask | TiffMask = (
-                TiffMask(self.mask_path, pages, height, width, scale, keep=self.overlay)
+                TiffMask(
+                    self.mask_path,
+                    (*picture.mask_shape, height, width),
+                    scale,
+                    keep=self.overlay,
+                    tags=picture.mask_tags,
+                )
                 if as_tiff
                 else PngMask(self.mask_path, height, width, scale)
             )

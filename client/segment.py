@@ -9,12 +9,11 @@ For every image NAME.ext it writes the mask NAME.mask.png (NAME.mask.tif for TIF
 and huge masks; 0 background, 255 foreground; class indices for multi-class models) and
 NAME.overlay.png, the mask painted over the image (not for huge or multi-page images).
 
-This folder stands alone: copy it into your own project; it needs only tritonclient[grpc],
-numpy, Pillow, tifffile and tqdm. segment.py is the command line and the scheduling (which
-tiles go in which request, how many requests are in flight); served_model.py the model on
-the server (readiness, configuration, predict with retries); tiling.py where tiles go,
-around a predictor callable; blending.py how their outputs become a mask; pictures.py
-images in; imagefiles.py masks out. docs/client.md says how it tiles and fails.
+This folder stands alone (copy it; it needs tritonclient[grpc], numpy, Pillow, tifffile and
+tqdm). segment.py is the command line and the scheduling; served_model.py the model on the
+server; tiling.py and blending.py the tiles, around a predictor callable; pictures.py,
+tiffpictures.py and intensity.py images in; imagefiles.py masks out. docs/client.md says
+how it tiles, maps intensities and fails.
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import blending
 import imagefiles
+import intensity
 import numpy as np
 import pictures
 import served_model
@@ -42,7 +42,7 @@ EXIT_MEANINGS = {
     EXIT_OK: "every image was segmented",
     EXIT_USAGE: "bad command line, or a --tile the model cannot take (nothing is sent)",
     EXIT_UNREADABLE: "an input is missing, empty, not an image, truncated or corrupt",
-    EXIT_REFUSED: "an image the model cannot take (unsupported pixel type or channels)",
+    EXIT_REFUSED: "an image the model cannot take (pixel type, channels, intensities)",
     EXIT_INFER_FAILED: "the server failed, timed out, or stayed at capacity through --retries",
     EXIT_OUT_DIR: "the output folder cannot be written (nothing is sent)",
     EXIT_MODEL_NOT_READY: "the server is up but the model is missing or not ready",
@@ -61,8 +61,6 @@ EXIT_CODES = {  # for each kind of ModelError
 }
 
 DEFAULT_URL = "127.0.0.1:8001"  # the kit's default (unetkit.core.DEFAULT_GRPC_URL)
-DEFAULT_TILE = tiling.DEFAULT_TILE
-DEFAULT_OVERLAP = tiling.DEFAULT_OVERLAP
 NO_THRESHOLD = (
     "note: the model's config publishes no threshold (a repository made before the client "
     "tiled): blended tiles are thresholded at 0.5, the kit's default; `make repository` "
@@ -103,14 +101,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--tile",
         type=int,
         help="largest input tile, in pixels per side; images that do not fit are tiled "
-        f"(default: the largest size the model takes up to {DEFAULT_TILE} and the server's "
+        f"(default: the largest size the model takes up to {tiling.DEFAULT_TILE} and the server's "
         "max_image_side)",
     )
     parser.add_argument(
         "--overlap",
         type=float,
         help=f"least overlap of neighbouring tiles, as a fraction of a tile (default: "
-        f"{DEFAULT_OVERLAP}; 0 for models whose output is smaller than their input, which "
+        f"{tiling.DEFAULT_OVERLAP}; 0 for models whose output is smaller than their input, which "
         "need none: their tiles join seamlessly)",
     )
     parser.add_argument(
@@ -135,7 +133,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "-o", "--out-dir", type=Path, default=Path("out"), help="output folder (default: ./out)"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="say more about each step")
+    intensity.add_arguments(parser)
     args = parser.parse_args(argv)
+    args.rule = intensity.rule_from_arguments(parser, args)
     for flag, value, low in (
         ("--batch-size", args.batch_size, 1),
         ("--concurrency", args.concurrency, 1),
@@ -173,11 +173,11 @@ class Segmenter:
         except ValueError as e:
             raise Failure(str(e), EXIT_USAGE) from e
         self.window = tiling.SlidingWindow(predictor, args.concurrency, pictures.Unreadable)
+        self.scale = intensity.Scale.of(spec.input_type)
         self.head: tuple[tiling.TiledPage, int] | None = None
         self.tiles: Iterator[tuple[tiling.TiledPage, int]] = iter(())
-        self.latencies_ms: list[float] = []
         self.failures: list[Failure] = []
-        self.finished = self.tiles_sent = 0
+        self.finished = 0
         self.said_threshold = False
         self.open_jobs: dict[int, imagefiles.ImageJob] = {}  # by id(): to clean up on Ctrl-C
         tty = sys.stderr.isatty()  # a progress bar on a terminal only
@@ -208,7 +208,9 @@ class Segmenter:
 
     def open(self, path: Path) -> imagefiles.ImageJob:
         try:
-            picture = pictures.open_picture(path, self.spec.channels)
+            picture = pictures.open_picture(
+                path, self.spec.channels, self.args.rule, self.scale, self.args.channel
+            )
         except (pictures.Unreadable, pictures.Unsupported) as e:
             code = EXIT_UNREADABLE if isinstance(e, pictures.Unreadable) else EXIT_REFUSED
             raise Failure(str(e), code) from e
@@ -217,14 +219,16 @@ class Segmenter:
         except OSError as e:
             picture.close()
             raise Failure(f"{path}: {e}", EXIT_OUT_DIR) from e
-        if job.note:
-            self.say(f"note: {path}: {job.note}")
+        for note in job.notes:
+            self.say(f"note: {path}: {note}")
+        for warning in picture.warnings:
+            self.say(f"warning: {path}: {warning}", error=True)
         self.open_jobs[id(job)] = job
         return job
 
     def start_page(self, job: imagefiles.ImageJob, index: int) -> tiling.TiledPage:
         picture, in_flight = job.picture, self.args.concurrency * self.batch_size
-        read = functools.partial(picture.pixels, index)
+        read = functools.partial(picture.pixels, index)  # (rows, cols) -> the model's input
         page = self.tiler.page(picture.height, picture.width, read, in_flight, (job, index))
         blended = page.blend != "none" and self.spec.classes == 1
         if blended and self.spec.threshold is None and not self.said_threshold:
@@ -263,7 +267,6 @@ class Segmenter:
         """Send the batch; a tile whose pixels cannot be read fails its image, not the batch."""
         for page, error in self.window.submit(batch):
             self.fail_job(page.owner[0], Failure(str(error), EXIT_UNREADABLE))
-        self.tiles_sent += len(batch.tiles)
 
     def run(self, paths: list[Path]) -> None:
         self.tiles = self.all_tiles(paths)
@@ -302,7 +305,6 @@ class Segmenter:
                 self.fail_job(job, Failure(f"{job.path}: {error}{hint}", EXIT_CODES[error.kind]))
             return
         assert outputs is not None
-        self.latencies_ms.append(batch.seconds * 1000)
         for (page, tile), output in zip(batch.tiles, outputs, strict=True):
             if not page.owner[0].failed:
                 self.add(page, tile, output)
@@ -341,12 +343,12 @@ class Segmenter:
 
 
 def summary(count: int, segmenter: Segmenter, seconds: float) -> str:
-    done = segmenter.finished
+    done, window = segmenter.finished, segmenter.window
     line = f"segmented {done}/{count} images in {seconds:.2f} s"
     if done:
-        lat = np.array(segmenter.latencies_ms)
+        lat = np.array(window.seconds) * 1000
         line += (
-            f" ({done / seconds:.1f} images/s, {segmenter.tiles_sent / seconds:.1f} tiles/s); "
+            f" ({done / seconds:.1f} images/s, {window.tiles_sent / seconds:.1f} tiles/s); "
             f"latency per request p50 {np.percentile(lat, 50):.1f} ms, "
             f"p90 {np.percentile(lat, 90):.1f} ms, max {lat.max():.1f} ms"
         )
@@ -377,9 +379,7 @@ def main(argv: list[str]) -> int:
                     error=True,
                 )
             if args.verbose:
-                segmenter.say(
-                    f"model {args.model!r} at {args.url}: {spec}; {segmenter.tiler}", True
-                )
+                segmenter.say(f"model {args.model!r}: {spec}; {segmenter.tiler}", error=True)
             paths, problems = imagefiles.list_images(args.inputs)
             for problem in problems:
                 segmenter.fail(Failure(problem, EXIT_UNREADABLE))

@@ -20,11 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 import tritonclient.grpc as grpcclient
 from tiling import SizeRule
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 MASK = "MASK"
 PROB = "PROB"
 IMAGE = "IMAGE"
+
+# The IMAGE data types the client sends: the model's input scale (intensity.py) follows it.
+IMAGE_TYPES = {"TYPE_UINT8": "UINT8", "TYPE_UINT16": "UINT16", "TYPE_FP32": "FP32"}
 
 # Kinds of failure (ModelError.kind).
 UNREACHABLE = "unreachable"  # no server answers at the address, even after the retries
@@ -111,6 +114,7 @@ class ModelSpec:
     max_side: int | None
     geometry: tuple[int, int, int, int] | None
     threshold: float | None
+    input_type: str = "TYPE_UINT8"  # IMAGE's data type in the config
 
     @property
     def rules(self) -> tuple[SizeRule, SizeRule]:
@@ -131,9 +135,10 @@ def spec_from_config(name: str, config: dict) -> ModelSpec:
     IMAGE -> MASK (and PROB) contract."""
     inputs = config.get("input", [])
     outputs = {o["name"]: o for o in config.get("output", [])}
-    if len(inputs) != 1 or inputs[0].get("data_type") != "TYPE_UINT8" or MASK not in outputs:
+    if len(inputs) != 1 or inputs[0].get("data_type") not in IMAGE_TYPES or MASK not in outputs:
         raise ModelError(
-            f"model {name!r} does not take one UINT8 image and give a MASK: is it the kit's U-Net?",
+            f"model {name!r} does not take one UINT8, UINT16 or FP32 image and give a MASK: "
+            "is it the kit's U-Net?",
             NOT_READY,
         )
     dims = [int(d) for d in inputs[0]["dims"]]
@@ -163,6 +168,7 @@ def spec_from_config(name: str, config: dict) -> ModelSpec:
         max_side=max_side,
         geometry=geometry,
         threshold=threshold,
+        input_type=inputs[0]["data_type"],
     )
 
 
@@ -229,9 +235,10 @@ class ServedModel:
         return spec_from_config(self.name, config)
 
     def predict(self, tiles: np.ndarray, output: str) -> np.ndarray:
-        """The model's `output` (MASK or PROB) for a batch of tiles [n, h, w, C] uint8.
-        UNAVAILABLE answers are retried up to `retries` times, with exponential backoff."""
-        image = grpcclient.InferInput(IMAGE, list(tiles.shape), "UINT8")
+        """The model's `output` (MASK or PROB) for a batch of tiles [n, h, w, C] of the
+        model's IMAGE type. UNAVAILABLE answers are retried up to `retries` times, with
+        exponential backoff."""
+        image = grpcclient.InferInput(IMAGE, list(tiles.shape), np_to_triton_dtype(tiles.dtype))
         image.set_data_from_numpy(tiles)
         for attempt in range(self.retries + 1):
             try:

@@ -320,6 +320,8 @@ class SlidingWindow:
         self.predictor, self.unreadable = predictor, unreadable
         self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
         self.pending: dict[Future[np.ndarray], Batch] = {}
+        self.seconds: list[float] = []  # how long each batch took that came back
+        self.tiles_sent = 0
 
     @property
     def in_flight(self) -> int:
@@ -341,6 +343,7 @@ class SlidingWindow:
         if batch.tiles:
             pixels = np.stack([pixels for page, _, pixels in cut if not page.failed])
             self.pending[self.pool.submit(self._predict, pixels, batch)] = batch
+            self.tiles_sent += len(batch.tiles)
         return failures
 
     def _predict(self, pixels: np.ndarray, batch: Batch) -> np.ndarray:
@@ -355,6 +358,8 @@ class SlidingWindow:
         future = next(iter(done))
         batch = self.pending.pop(future)
         error = future.exception()
+        if error is None:
+            self.seconds.append(batch.seconds)
         return batch, None if error is not None else future.result(), error
 
     def close(self) -> None:
