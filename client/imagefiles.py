@@ -1,262 +1,39 @@
-"""Images in and masks out for client/segment.py (copy the folder as a whole).
+"""Masks out, for client/segment.py (copy the folder as a whole).
 
-Reading. TIFF and BigTIFF go through tifffile: an uncompressed file is memory-mapped and a
-compressed one decoded one page at a time, so a large TIFF costs little more than the tile
-being cut from it. Every page (plane) of the file's first series is an image of its own.
-PNG, JPEG and the other formats Pillow reads are decoded whole, upright per EXIF. Either
-way pixels reach the model as 8 bits per channel: 16-bit values are divided by 257 (0..65535
-to 0..255), palettes become colour, transparency is composited over black, and grey and
-colour are converted to the model's channel count as Pillow converts them.
+For every image NAME.ext: the mask NAME.mask.png (NAME.mask.tif for TIFF inputs and for
+masks over 2^31 pixels; 0 background, 255 foreground; class indices for multi-class
+models) and NAME.overlay.png, the mask painted over the image (skipped, with a note, above
+2^24 pixels and for multi-page images).
 
-Writing. Every file is written under a temporary name and renamed when complete, so a file
-that exists is whole. A TIFF mask is streamed to disk as its rows come (tiled, deflate,
-BigTIFF when over 4 GiB), from a writer thread that tifffile pulls the rows from.
+Every file is written under a temporary name and renamed when complete, so a file that
+exists is whole. A TIFF mask is streamed to disk as its rows come (tiled, deflate, BigTIFF
+when over 4 GiB), from a writer thread that tifffile pulls the rows from.
 """
 
 from __future__ import annotations
 
 import os
 import queue
-import struct
 import tempfile
 import threading
-import warnings
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from PIL import Image, ImageOps, UnidentifiedImageError
+from pictures import Picture
+from PIL import Image
+from tiling import TiledPage
 
-TIFF_SUFFIXES = (".tif", ".tiff")
-TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")
-# Pillow refuses images over twice this many pixels as "decompression bombs" and warns
-# above it; this client exists to read large images (a 20,000 x 20,000 PNG is 4e8), so it
-# refuses above 2^31 pixels and does not warn.
-Image.MAX_IMAGE_PIXELS = 2**30
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+OUTPUT_SUFFIXES = (".mask.png", ".mask.tif", ".overlay.png")
 # A mask of more pixels than a PNG reader commonly handles is written as TIFF.
 PNG_MAX_PIXELS = 2**31
+OVERLAY_MAX_PIXELS = 2**24  # 4096 x 4096: a picture to look at, not to analyse
 TIFF_TILE = 256
 # Classic TIFF stores 32-bit offsets; above this many bytes the mask becomes a BigTIFF.
 CLASSIC_TIFF_MAX_BYTES = 2**32 - 2**25
-_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
-
-
-class Unreadable(Exception):
-    """The file is missing, empty, not an image, truncated or corrupt."""
-
-
-class Unsupported(Exception):
-    """An image the model cannot take (pixel type, channels)."""
-
-
-# ---- pixels --------------------------------------------------------------------------------
-
-
-def scale_16bit(pixels: np.ndarray) -> np.ndarray:
-    """16-bit (0..65535) to 8-bit (0..255): divided by 257 and rounded."""
-    return np.clip(np.round(pixels / 257.0), 0, 255).astype(np.uint8)
-
-
-def to_8bit(image: Image.Image, path: Path) -> Image.Image:
-    """Bring every common Pillow mode to L, LA, RGB or RGBA with 8 bits per channel."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        return Image.fromarray(scale_16bit(np.asarray(image, dtype=np.float64)))
-    if image.mode == "F":
-        raise Unsupported(f"{path}: 32-bit float pixels: save the image as 8- or 16-bit")
-    if image.mode == "P":
-        return image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode == "PA":
-        return image.convert("RGBA")
-    if image.mode == "1":
-        return image.convert("L")
-    if image.mode in ("L", "LA", "RGB", "RGBA"):
-        return image
-    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV
-
-
-def flatten_alpha(image: Image.Image) -> Image.Image:
-    """Composite transparent pixels over black, the zero a network pads with."""
-    if image.mode not in ("LA", "RGBA"):
-        return image
-    base = Image.new("RGBA", image.size, (0, 0, 0, 255))
-    flat = Image.alpha_composite(base, image.convert("RGBA")).convert("RGB")
-    return flat.convert("L") if image.mode == "LA" else flat
-
-
-def to_channels(image: Image.Image, channels: int, path: Path) -> np.ndarray:
-    """[H, W, channels] uint8 of an 8-bit L/LA/RGB/RGBA image, as the model takes it."""
-    image = flatten_alpha(image)
-    if channels not in (1, 3):
-        raise Unsupported(
-            f"{path}: the model takes {channels} channels; this client converts to 1 or 3 only"
-        )
-    pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
-    return pixels.reshape(pixels.shape[0], pixels.shape[1], channels)
-
-
-# ---- reading -------------------------------------------------------------------------------
-
-
-class Picture:
-    """An image opened for segmentation: `pages` planes of height x width, whose pixels
-    come as [h, w, channels] uint8 for any rows and columns asked for."""
-
-    def __init__(
-        self, path: Path, pages: int, height: int, width: int, channels: int, is_tiff: bool
-    ) -> None:
-        self.path, self.pages, self.height, self.width = path, pages, height, width
-        self.channels, self.is_tiff = channels, is_tiff
-
-    def pixels(self, page: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def whole(self, page: int = 0) -> np.ndarray:
-        return self.pixels(page, np.arange(self.height), np.arange(self.width))
-
-    def close(self) -> None:
-        """Let go of the file (a TIFF stays open while its tiles are cut)."""
-
-
-class DecodedPicture(Picture):
-    """A PNG, JPEG, ... decoded whole by Pillow."""
-
-    def __init__(self, path: Path, array: np.ndarray) -> None:
-        super().__init__(path, 1, array.shape[0], array.shape[1], array.shape[2], False)
-        self.array = array
-
-    def pixels(self, page: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return self.array[np.ix_(rows, cols)]
-
-
-class TiffPicture(Picture):
-    """The first series of a TIFF: a memory map of it, or its pages decoded one at a time."""
-
-    def __init__(self, path: Path, tif: tifffile.TiffFile, channels: int) -> None:
-        series = tif.series[0]
-        first = series.pages[0]
-        assert first is not None
-        self.axes = first.axes  # YX, YXS (interleaved colour) or SYX (planar colour)
-        shape = dict(zip(self.axes, first.shape, strict=True))
-        super().__init__(path, len(series.pages), shape["Y"], shape["X"], channels, True)
-        self.tif, self.series, self.page_shape = tif, series, first.shape
-        self.memmap: np.ndarray | None = None
-        if series.dataoffset is not None and not first.is_tiled and first.compression == 1:
-            mapped = tifffile.memmap(path, mode="r")
-            self.memmap = mapped.reshape(self.pages, *first.shape)
-        self.cached: tuple[int, np.ndarray] | None = None
-
-    def page(self, index: int) -> np.ndarray:
-        """The page as [H, W] or [H, W, S], without copying a memory map."""
-        if self.memmap is not None:
-            data = self.memmap[index]
-        else:
-            if self.cached is None or self.cached[0] != index:
-                self.cached = None  # free the previous page before decoding the next
-                page = self.series.pages[index]
-                assert page is not None
-                try:
-                    self.cached = (index, page.asarray())
-                except Exception as e:  # codecs raise their own types on damaged data
-                    raise Unreadable(
-                        f"{self.path}: page {index + 1} cannot be decoded ({e})"
-                    ) from e
-            data = self.cached[1]
-        return np.moveaxis(data, 0, -1) if self.axes == "SYX" else data
-
-    def pixels(self, page: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        data = self.page(page)
-        top, left = int(rows.min()), int(cols.min())
-        block = np.asarray(data[top : int(rows.max()) + 1, left : int(cols.max()) + 1])
-        block = block[np.ix_(rows - top, cols - left)]
-        if block.dtype == np.uint16:
-            block = scale_16bit(block)
-        elif block.dtype == np.bool_:
-            block = block.astype(np.uint8) * 255
-        if block.ndim == 3 and block.shape[2] == 1:
-            block = block[:, :, 0]
-        return to_channels(Image.fromarray(block), self.channels, self.path)
-
-    def close(self) -> None:
-        self.memmap, self.cached = None, None
-        self.tif.close()
-
-
-def _open_tiff(path: Path, channels: int) -> TiffPicture:
-    try:
-        tif = tifffile.TiffFile(path)
-    except (tifffile.TiffFileError, OSError, ValueError, struct.error) as e:
-        raise Unreadable(f"{path}: not a TIFF that tifffile can read ({e})") from e
-    try:
-        _check_tiff(path, tif)
-        return TiffPicture(path, tif, channels)
-    except BaseException:
-        tif.close()
-        raise
-
-
-def _check_tiff(path: Path, tif: tifffile.TiffFile) -> None:
-    """Refuse what cannot be segmented before anything is sent: a file cut short, pixel
-    types and layouts the client does not convert."""
-    try:
-        series = tif.series[0] if tif.series else None
-        pages = list(series.pages) if series is not None else []
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as e:
-        raise Unreadable(f"{path}: damaged TIFF ({e}): copy or export it again") from e
-    if series is None or not pages or pages[0] is None:
-        raise Unreadable(f"{path}: the TIFF holds no image")
-    size = path.stat().st_size
-    for page in pages:
-        if page is None:
-            raise Unreadable(f"{path}: damaged TIFF (a page cannot be read)")
-        ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)]
-        if not ends or max(ends) > size or min(page.databytecounts) == 0:
-            raise Unreadable(
-                f"{path}: truncated TIFF: its image data needs {max(ends, default=0)} bytes, "
-                f"the file has {size}: copy or export it again"
-            )
-    first = pages[0]
-    if first.dtype not in (np.uint8, np.uint16, np.bool_):
-        raise Unsupported(
-            f"{path}: {first.dtype} pixels: save the TIFF as 8- or 16-bit unsigned integers"
-        )
-    samples = dict(zip(first.axes, first.shape, strict=True)).get("S", 1)
-    if first.axes not in ("YX", "YXS", "SYX") or samples not in _MODES:
-        raise Unsupported(
-            f"{path}: TIFF pages of shape {first.shape} ({first.axes}): this client takes "
-            "grey, grey+alpha, RGB or RGBA planes"
-        )
-
-
-def _load_pillow(path: Path, channels: int) -> DecodedPicture:
-    try:
-        with Image.open(path) as opened:
-            opened.load()
-            image = ImageOps.exif_transpose(opened)
-    except UnidentifiedImageError as e:
-        raise Unreadable(f"{path}: not an image Pillow can read") from e
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise Unreadable(f"{path}: unreadable image ({e})") from e
-    return DecodedPicture(path, to_channels(to_8bit(image, path), channels, path))
-
-
-def open_picture(path: Path, channels: int) -> Picture:
-    """The image at `path`, with pixels for a model of `channels` channels."""
-    try:
-        with path.open("rb") as file:
-            magic = file.read(4)
-    except OSError as e:
-        raise Unreadable(f"{path}: cannot read ({e.strerror or e})") from e
-    if not magic:
-        raise Unreadable(f"{path}: empty file (0 bytes): copy or export the image again")
-    if channels not in (1, 3):
-        raise Unsupported(
-            f"{path}: the model takes {channels} channels; this client converts to 1 or 3 only"
-        )
-    if magic in TIFF_MAGIC or path.suffix.lower() in TIFF_SUFFIXES:
-        return _open_tiff(path, channels)
-    return _load_pillow(path, channels)
 
 
 # ---- writing -------------------------------------------------------------------------------
@@ -285,7 +62,12 @@ def save_png_atomic(pixels: np.ndarray, target: Path) -> None:
 
 
 def overlay(picture: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The picture as RGB with each class painted over it (class 1 red)."""
+    """The picture (the model's input, [H, W, C]) as 8-bit RGB with each class painted over
+    it (class 1 red)."""
+    if picture.dtype == np.uint16:
+        picture = np.round(picture / 257.0).astype(np.uint8)
+    elif picture.dtype != np.uint8:  # float, 0..1
+        picture = np.clip(np.round(picture * 255.0), 0, 255).astype(np.uint8)
     rgb = np.repeat(picture, 3, axis=2) if picture.shape[2] == 1 else picture.copy()
     # A band of rows at a time, only the labelled pixels: a large image's overlay costs its
     # RGB and little more.
@@ -335,13 +117,21 @@ class TiffMask:
     _ABORT = object()
 
     def __init__(
-        self, target: Path, pages: int, height: int, width: int, scale: int, keep: bool
+        self,
+        target: Path,
+        shape: tuple[int, ...],
+        scale: int,
+        keep: bool,
+        tags: dict | None = None,
     ) -> None:
-        self.target, self.pages, self.height, self.width = target, pages, height, width
+        """shape: the mask's (..., H, W); tags: tifffile.imwrite keywords (the pixel size)."""
+        self.target, self.shape, self.tags = target, shape, tags or {}
+        self.height, self.width = shape[-2:]
+        self.pages = int(np.prod(shape[:-2]))
         self.scale = np.uint8(scale)
         self.early: dict[tuple[int, int], np.ndarray] = {}  # (page, top) -> rows
         self.expected = (0, 0)  # the (page, top) the file needs next
-        self.copy = np.zeros((height, width), np.uint8) if keep else None
+        self.copy = np.zeros((self.height, self.width), np.uint8) if keep else None
         self.queue: queue.Queue[object] = queue.Queue(maxsize=2)
         self.error: BaseException | None = None
         self.tmp = temporary_beside(target)
@@ -349,22 +139,22 @@ class TiffMask:
         self.thread.start()
 
     def _write(self) -> None:
-        shape = (self.height, self.width)
-        if self.pages > 1:
-            shape = (self.pages, *shape)
+        bigtiff = self.pages * self.height * self.width > CLASSIC_TIFF_MAX_BYTES
+        tags = {k: v for k, v in self.tags.items() if not (bigtiff and k == "imagej")}
         try:
             tifffile.imwrite(
                 self.tmp,
                 data=self._tiles(),
-                shape=shape,
+                shape=self.shape,
                 dtype=np.uint8,
                 photometric="minisblack",
                 tile=(TIFF_TILE, TIFF_TILE),
                 compression="zlib",
-                bigtiff=self.pages * self.height * self.width > CLASSIC_TIFF_MAX_BYTES,
+                bigtiff=bigtiff,
                 # one tile at a time: with workers, tifffile gathers up to 512 MiB of
                 # tiles before compressing them
                 maxworkers=1,
+                **tags,
             )
         except BaseException as e:  # handed to the main thread by close()
             self.error = e
@@ -423,3 +213,148 @@ class TiffMask:
             self._put(self._ABORT)
             self.thread.join()
         self.tmp.unlink(missing_ok=True)
+
+
+def list_images(inputs: list[Path]) -> tuple[list[Path], list[str]]:
+    """Expand folders (their image files, minus this client's own outputs), keep order;
+    and a one-line problem for each entry that is neither an image file nor such a folder,
+    and for each image whose name another one has (its outputs would overwrite theirs)."""
+    paths: list[Path] = []
+    problems: list[str] = []
+    stems: dict[str, Path] = {}
+
+    def take(path: Path) -> None:
+        if path.stem in stems:
+            problems.append(
+                f"{path}: same name as {stems[path.stem]}, whose outputs it would "
+                "overwrite: rename it or run it separately"
+            )
+        else:
+            stems[path.stem] = path
+            paths.append(path)
+
+    for entry in inputs:
+        if entry.is_dir():
+            found = sorted(
+                p
+                for p in entry.iterdir()
+                if p.is_file()
+                and p.suffix.lower() in IMAGE_SUFFIXES
+                and not p.name.endswith(OUTPUT_SUFFIXES)
+            )
+            if not found:
+                problems.append(f"{entry}: folder holds no images")
+            for path in found:
+                take(path)
+        elif entry.is_file():
+            take(entry)
+        else:
+            problems.append(f"{entry}: no such file or folder")
+    return paths, problems
+
+
+def check_writable(out_dir: Path) -> None:
+    """Make the output folder and prove a file can be created in it; OSError if not."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temporary_beside(out_dir / "probe").unlink()
+
+
+def resize_nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask scaled to (H, W), nearest neighbour: for models whose output lies on
+    another scale than their input."""
+    resized = Image.fromarray(mask).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized)
+
+
+class ImageJob:
+    """One input image on its way to its files: the mask, streamed in as rows are finished,
+    and the overlay painted when the mask is complete. Creating it creates the mask's
+    temporary file (OSError when the folder cannot take it); finish() renames it into
+    place, abort() removes it. Either one lets go of the picture."""
+
+    def __init__(self, source: Path, picture: Picture, out_dir: Path, classes: int) -> None:
+        pages, height, width = picture.pages, picture.height, picture.width
+        as_tiff = picture.is_tiff or pages * height * width > PNG_MAX_PIXELS
+        self.path, self.picture = source, picture
+        self.mask_path = out_dir / f"{source.stem}.mask.{'tif' if as_tiff else 'png'}"
+        self.overlay_path = out_dir / f"{source.stem}.overlay.png"
+        self.overlay = pages == 1 and height * width <= OVERLAY_MAX_PIXELS
+        why = f"{pages} pages" if pages > 1 else f"over {OVERLAY_MAX_PIXELS} pixels"
+        self.notes = list(picture.notes)  # what the user should know: the mapping, ...
+        if not self.overlay:
+            self.notes.append(f"no overlay ({why}); the mask is written in full")
+        scale = 255 if classes == 1 else 1
+        try:
+            self.sink: PngMask | TiffMask = (
+                TiffMask(
+                    self.mask_path,
+                    (*picture.mask_shape, height, width),
+                    scale,
+                    keep=self.overlay,
+                    tags=picture.mask_tags,
+                )
+                if as_tiff
+                else PngMask(self.mask_path, height, width, scale)
+            )
+        except OSError as e:
+            raise OSError(f"cannot write {self.mask_path}: {e.strerror or e}") from e
+        self.pages_left = pages
+        self.started = time.perf_counter()
+        self.tiles, self.tile_shape = 0, (0, 0)
+        self.foreground = 0
+        self.failed = False
+
+    def place(
+        self, page: TiledPage, index: int, tile: int, output: np.ndarray, rescale: bool
+    ) -> bool:
+        """Put the model's output for a tile of page `index` into its mask and write the
+        rows it finishes; whether the whole image is done. A lone tile's 2-D output on
+        another scale than the input is scaled back where `rescale` (the config does not
+        place the output on the input); another size is a ValueError."""
+        plan = page.plan
+        expected = (plan.rows.out, plan.cols.out)
+        if output.shape[:2] != expected:
+            if not (rescale and plan.count == 1 and output.ndim == 2):
+                raise ValueError(
+                    f"the model answered {output.shape[0]}x{output.shape[1]} for a "
+                    f"{plan.rows.tile}x{plan.cols.tile} tile, its config says "
+                    f"{expected[0]}x{expected[1]}: export the model again with the kit"
+                )
+            output = resize_nearest(output, expected)
+        page.assembler.add(tile, output)
+        while (band := page.assembler.finished_rows()) is not None:
+            top, rows = band
+            self.sink.add(index, top, rows)
+            self.foreground += int(np.count_nonzero(rows))
+        if page.assembler.done:
+            self.pages_left -= 1
+        return self.pages_left == 0
+
+    def finish(self) -> str:
+        """Write the mask under its name, then the overlay; one line saying what was done."""
+        try:
+            self.sink.close()
+            if self.overlay:
+                picture = self.picture.whole(0)
+                save_png_atomic(overlay(picture, self.sink.kept()), self.overlay_path)
+        finally:
+            self.picture.close()
+        picture = self.picture
+        pixels = picture.pages * picture.height * picture.width
+        pages = f" x {picture.pages} pages" if picture.pages > 1 else ""
+        tiles = (
+            f"  {self.tiles} tiles of {self.tile_shape[0]}x{self.tile_shape[1]}"
+            if self.tiles > picture.pages
+            else ""
+        )
+        return (
+            f"{self.path}  {picture.height}x{picture.width}{pages}"
+            f"  {(time.perf_counter() - self.started) * 1000:7.1f} ms{tiles}"
+            f"  foreground {100 * self.foreground / pixels:5.1f}%  -> {self.mask_path}"
+        )
+
+    def abort(self) -> None:
+        """Leave no partial file behind."""
+        self.failed = True
+        self.sink.abort()
+        self.picture.close()

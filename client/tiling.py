@@ -1,6 +1,5 @@
-"""Where the tiles of an image go and how their outputs become one mask (numpy only).
-
-Part of client/segment.py (copy the folder as a whole). Coordinates are image pixels.
+"""Where the tiles of an image go, and the predictor that turns them into outputs (numpy
+only). Part of client/segment.py (copy the folder as a whole). Coordinates are image pixels.
 
 A model takes input tiles of the sizes its size rule allows. The output of a T-pixel tile
 has T - shrink pixels and its pixel 0 lies over input pixel `offset` of the tile: shrink
@@ -12,23 +11,35 @@ parts of an input tile outside the image are mirrored from the image ("overlap-t
 Tiles start on the grid of the rule's multiple, so every tile sees its pixels at the same
 phase of the network's poolings as a single whole-image pass would: a 'valid' U-Net then
 gives exactly the whole-image result, seamlessly. A 'same' U-Net pads every tile with zeros
-inside the network, which shifts its outputs near tile edges; there tiles overlap, and the
-probabilities are blended with weights that fall towards tile edges (Gaussian or linear)
-before the mask is taken.
+inside the network, which shifts its outputs near tile edges; there tiles overlap, and
+blending.py blends their probabilities before the mask is taken.
 
-The Assembler keeps only the band of rows that unfinished tiles still touch, and hands
-finished rows back top to bottom, so memory follows the image's width, not its area.
+The model is a `predictor` callable, as in MONAI's sliding_window_inference: it takes a
+batch of input tiles and gives their outputs, and nothing here knows how it is called.
+SlidingWindow cuts the tiles of a batch, runs the predictor on them in worker threads (so
+several batches are in flight at once) and hands the outputs back to be assembled.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
+from blending import Assembler
 
-BLENDS = ("gaussian", "linear", "none")
-# Standard deviation of the Gaussian weights, as a fraction of the tile (MONAI's default).
-GAUSSIAN_SIGMA = 0.125
+# What the predictor is asked for: labels (MASK [n, h, w]) where tiles are cropped, else
+# probabilities (PROB [n, h, w, K]) to blend. A predictor: (tiles [n, h, w, C], which one)
+# -> outputs.
+LABELS, PROBABILITIES = "MASK", "PROB"
+Predictor = Callable[[np.ndarray, str], np.ndarray]
+# The default --tile: big enough that the overlap costs little, small enough that a
+# server's activations stay modest (a U-Net keeps hundreds of bytes per pixel).
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 0.25  # MONAI's sliding_window_inference default
 
 
 @dataclass(frozen=True)
@@ -72,18 +83,54 @@ class Axis:
         return [0, *(min(max(m, 0), self.length) for m in middles), self.length]
 
 
-def next_valid(multiple: int, minimum: int, size: int) -> int:
-    """The smallest size minimum + k*multiple that is at least `size` (SizeRule.next_valid)."""
-    if size <= minimum:
-        return minimum
-    return minimum + -(-(size - minimum) // multiple) * multiple
+class SizeRule(NamedTuple):
+    """Valid sizes along one axis: minimum + k * multiple (k >= 0), as the model's config
+    publishes them. The client's one copy of the kit's unetkit.core.SizeRule (this folder
+    stands alone); a test keeps the two equal."""
+
+    multiple: int
+    minimum: int
+
+    def next_valid(self, size: int) -> int:
+        """The smallest valid size that is at least `size`."""
+        if size <= self.minimum:
+            return self.minimum
+        return self.minimum + -(-(size - self.minimum) // self.multiple) * self.multiple
+
+    def largest_valid(self, at_most: int) -> int | None:
+        """The largest valid size that is at most `at_most`, None if none is."""
+        if at_most < self.minimum:
+            return None
+        return self.minimum + (at_most - self.minimum) // self.multiple * self.multiple
 
 
-def largest_valid(multiple: int, minimum: int, at_most: int) -> int | None:
-    """The largest size minimum + k*multiple that is at most `at_most`, None if none is."""
-    if at_most < minimum:
-        return None
-    return minimum + (at_most - minimum) // multiple * multiple
+def choose_tile(
+    rules: tuple[SizeRule, SizeRule],
+    wanted: int | None,
+    max_side: int | None,
+    fixed_size: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """The input tile (H, W): per axis, the largest size the model takes that is at most
+    `wanted` (--tile), by default at most DEFAULT_TILE and the server's max_image_side. A
+    model of one fixed size is tiled at that size. ValueError (one line) when none fits."""
+    if fixed_size is not None:
+        return fixed_size
+    if wanted is not None and max_side is not None and wanted > max_side:
+        raise ValueError(
+            f"--tile {wanted} is larger than the server takes (max_image_side "
+            f"{max_side}): choose at most {max_side}"
+        )
+    limit = wanted if wanted is not None else min(DEFAULT_TILE, max_side or DEFAULT_TILE)
+    rule_h, rule_w = (SizeRule(*rule) for rule in rules)
+    height, width = rule_h.largest_valid(limit), rule_w.largest_valid(limit)
+    if height is None or width is None:
+        smallest = max(rule_h.minimum, rule_w.minimum)
+        raise ValueError(
+            f"tiles of at most {limit} pixels are smaller than the model takes "
+            f"({rule_h.minimum}x{rule_w.minimum} at least): "
+            f"{'choose --tile' if wanted else 'pass --tile'} {smallest} or more"
+        )
+    return height, width
 
 
 def plan_axis(
@@ -104,7 +151,7 @@ def plan_axis(
     """
     if length < 1:
         raise ValueError(f"an axis of {length} pixels has nothing to tile")
-    whole = next_valid(multiple, minimum, length + shrink)
+    whole = SizeRule(multiple, minimum).next_valid(length + shrink)
     if whole <= largest_tile:
         return Axis(length, whole, shrink, offset, (0,))
     out = largest_tile - shrink
@@ -126,22 +173,6 @@ def mirror(indices: np.ndarray, length: int) -> np.ndarray:
     period = 2 * length
     folded = np.mod(indices, period)
     return np.where(folded < length, folded, period - 1 - folded)
-
-
-def axis_weights(size: int, blend: str) -> np.ndarray:
-    """Blending weight of each output pixel of a tile along one axis, highest in the
-    middle, positive everywhere (so every covered pixel has a weight)."""
-    position = np.arange(size, dtype=np.float64)
-    if blend == "gaussian":
-        sigma = GAUSSIAN_SIGMA * size
-        weights = np.exp(-0.5 * ((position - (size - 1) / 2) / sigma) ** 2)
-    elif blend == "linear":
-        weights = np.minimum(position + 1, size - position)
-    elif blend == "none":
-        weights = np.ones(size)
-    else:
-        raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
-    return (weights / weights.max()).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -167,12 +198,12 @@ class Plan:
 def plan_image(
     height: int,
     width: int,
-    rules: tuple[tuple[int, int], tuple[int, int]],
+    rules: tuple[SizeRule, SizeRule] | tuple[tuple[int, int], tuple[int, int]],
     largest_tile: tuple[int, int],
     geometry: tuple[int, int, int, int] = (0, 0, 0, 0),
     overlap: float = 0.25,
 ) -> Plan:
-    """Tiles of an HxW image. rules: ((multiple, minimum) for H, same for W); geometry:
+    """Tiles of an HxW image. rules: (multiple, minimum) for H, same for W; geometry:
     (shrink_h, shrink_w, offset_h, offset_w)."""
     shrink_h, shrink_w, offset_h, offset_w = geometry
     (multiple_h, minimum_h), (multiple_w, minimum_w) = rules
@@ -182,117 +213,155 @@ def plan_image(
     )
 
 
-def weight_totals(axis: Axis, weights: np.ndarray) -> np.ndarray:
-    """The sum of the tiles' weights at each pixel along the axis (positive everywhere)."""
-    totals = np.zeros(axis.length, np.float64)
-    for index in range(axis.count):
-        low, high = axis.span(index)
-        totals[low:high] += weights[: high - low]
-    return totals.astype(np.float32)
-
-
-def shift_up(band: np.ndarray, count: int) -> None:
-    """Move the band's rows `count`.. to its top and zero the rest, in place: block by
-    block, so that no copy of the band is ever made."""
-    height = len(band)
-    for top in range(0, height - count, count):
-        end = min(top + count, height - count)
-        band[top:end] = band[top + count : end + count]
-    band[height - count :] = 0
-
-
-class Assembler:
-    """Collects the tiles' outputs of one image into its mask, one band of rows at a time.
-
-    blend "gaussian"/"linear": add(...) takes PROB [h, w, K]; the band sums PROB x weight;
-    a finished row is that sum over the sum of the weights, then `PROB > threshold` (K = 1) or
-    the argmax over K, as the model computes MASK. blend "none": add(...) takes MASK [h, w]
-    and keeps the tile's share between the cuts (Axis.cuts).
-
-    Tiles may come back in any order. Only tile rows first_open .. first_open + window - 1
-    may be added (admits() says which), so the band holds at most those rows.
-    """
+class TiledPage:
+    """One page (plane) of an image on its way through the model: its plan, how to read a
+    tile (`read(rows, cols)`: the pixels [len(rows), len(cols), C] at those image indices),
+    and the Assembler its outputs go into."""
 
     def __init__(
-        self, plan: Plan, blend: str, classes: int = 1, threshold: float = 0.5, window: int = 2
+        self,
+        plan: Plan,
+        read: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        blend: str,
+        classes: int = 1,
+        threshold: float = 0.5,
+        window: int = 2,
     ) -> None:
-        if blend not in BLENDS:
-            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
-        self.plan, self.blend, self.threshold = plan, blend, threshold
-        rows, width = plan.rows, plan.cols.length
-        self.window = max(1, min(window, rows.count))
-        self.remaining = [plan.cols.count] * rows.count  # tiles not yet added, per tile row
-        self.first_open = 0  # the first tile row with tiles still to come
-        self.base = 0  # the image row held in band row 0; rows above it are handed out
-        height = max(
-            rows.span(min(i + self.window - 1, rows.count - 1))[1] - rows.starts[i]
-            for i in range(rows.count)
+        blend = "none" if plan.count == 1 else blend  # a lone tile needs no blending
+        self.plan, self.read, self.blend = plan, read, blend
+        self.output = LABELS if blend == "none" else PROBABILITIES
+        self.assembler = Assembler(plan, blend, classes, threshold, window)
+        self.failed = False
+        self.owner: Any = None  # what the caller knows the page by; never looked at here
+
+    def inputs(self, tile: int) -> np.ndarray:
+        """The tile's input pixels, mirrored from the image where it reaches outside."""
+        row, col = self.plan.position(tile)
+        return self.read(self.plan.rows.input_indices(row), self.plan.cols.input_indices(col))
+
+
+@dataclass(frozen=True)
+class Tiler:
+    """How the pages of every image are tiled for one model: its size rule, the tile, where
+    its output lies on its input, the overlap and blending, and how PROB becomes MASK."""
+
+    rules: tuple[SizeRule, SizeRule]
+    tile: tuple[int, int]
+    geometry: tuple[int, int, int, int] | None
+    overlap: float
+    blend: str
+    classes: int = 1
+    threshold: float = 0.5
+
+    @classmethod
+    def for_model(
+        cls,
+        rules: tuple[SizeRule, SizeRule],
+        geometry: tuple[int, int, int, int] | None,
+        max_side: int | None,
+        fixed_size: tuple[int, int] | None = None,
+        tile: int | None = None,
+        overlap: float | None = None,
+        blend: str | None = None,
+        **assembly: float,
+    ) -> Tiler:
+        """The defaults for the model: tiles as large as it takes up to DEFAULT_TILE (or
+        `tile`); for a model whose output shrinks ('valid'), tiles that join without
+        overlap or blending, else DEFAULT_OVERLAP and Gaussian blending."""
+        shrinks = geometry is not None and max(geometry[:2]) > 0
+        return cls(
+            rules,
+            choose_tile(rules, tile, max_side, fixed_size),
+            geometry,
+            overlap if overlap is not None else (0.0 if shrinks else DEFAULT_OVERLAP),
+            blend or ("none" if shrinks else "gaussian"),
+            **assembly,  # type: ignore[arg-type]
         )
-        if blend == "none":
-            self.mask = np.zeros((height, width), np.uint8)
-            self.cut_rows, self.cut_cols = rows.cuts(), plan.cols.cuts()
-        else:
-            self.sum = np.zeros((height, width, classes), np.float32)
-            self.row_weights = axis_weights(rows.out, blend)
-            self.col_weights = axis_weights(plan.cols.out, blend)
-            # A tile's weight is row weight x column weight, and the tiles form a full grid:
-            # the weights' sum at (y, x) is (sum over tile rows) x (sum over tile columns).
-            self.row_totals = weight_totals(rows, self.row_weights)
-            self.col_totals = weight_totals(plan.cols, self.col_weights)
 
-    def admits(self, index: int) -> bool:
-        """Whether tile `index` may be added now (its rows fit in the band)."""
-        return self.plan.position(index)[0] < self.first_open + self.window
+    def page(
+        self,
+        height: int,
+        width: int,
+        read: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        in_flight: int = 1,
+        owner: Any = None,
+    ) -> TiledPage:
+        """An HxW page's tiles, assembled in a band tall enough for `in_flight` tiles."""
+        plan = plan_image(
+            height, width, self.rules, self.tile, self.geometry or (0, 0, 0, 0), self.overlap
+        )
+        window = -(-in_flight // plan.cols.count) + 1
+        page = TiledPage(plan, read, self.blend, self.classes, self.threshold, window)
+        page.owner = owner
+        return page
 
-    def add(self, index: int, output: np.ndarray) -> None:
-        """Add the model's output for tile `index`: PROB [h, w, K] or MASK [h, w]."""
-        row, col = self.plan.position(index)
-        if not self.admits(index):
-            raise ValueError(f"tile row {row} is beyond the band (first open {self.first_open})")
-        expected = (self.plan.rows.out, self.plan.cols.out)
-        if output.shape[:2] != expected:
-            raise ValueError(f"tile output is {output.shape[:2]}, expected {expected}")
-        y0, y1 = self.plan.rows.span(row)
-        x0, x1 = self.plan.cols.span(col)
-        if self.blend == "none":
-            c0, c1 = self.cut_rows[row], self.cut_rows[row + 1]
-            d0, d1 = self.cut_cols[col], self.cut_cols[col + 1]
-            share = output[c0 - y0 : c1 - y0, d0 - x0 : d1 - x0]
-            self.mask[c0 - self.base : c1 - self.base, d0:d1] = share
-        else:
-            weight = np.outer(self.row_weights[: y1 - y0], self.col_weights[: x1 - x0])
-            band = slice(y0 - self.base, y1 - self.base)
-            self.sum[band, x0:x1] += output[: y1 - y0, : x1 - x0] * weight[:, :, None]
-        self.remaining[row] -= 1
+
+@dataclass
+class Batch:
+    """Tiles of one shape and one output kind, sent to the predictor together."""
+
+    tiles: list[tuple[TiledPage, int]]
+    output: str
+    seconds: float = 0.0  # how long the predictor took
+
+
+class SlidingWindow:
+    """Runs the predictor on batches of tiles, up to `concurrency` batches at once (each in
+    a worker thread; the predictor must be thread-safe). Tiles are cut and outputs handed
+    back in the calling thread, so pages and files are touched by one thread only. A page
+    whose `read` raises `unreadable` (damaged data) fails; its batch's other tiles go on."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        concurrency: int = 1,
+        unreadable: type[Exception] | tuple[type[Exception], ...] = (),
+    ) -> None:
+        self.predictor, self.unreadable = predictor, unreadable
+        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="predict")
+        self.pending: dict[Future[np.ndarray], Batch] = {}
+        self.seconds: list[float] = []  # how long each batch took that came back
+        self.tiles_sent = 0
 
     @property
-    def done(self) -> bool:
-        return self.base == self.plan.rows.length
+    def in_flight(self) -> int:
+        return len(self.pending)
 
-    def finished_rows(self) -> tuple[int, np.ndarray] | None:
-        """(first row, mask rows) that no tile still to come touches, or None. Hands each
-        row out once, top to bottom, and frees its place in the band."""
-        rows = self.plan.rows
-        while self.first_open < rows.count and self.remaining[self.first_open] == 0:
-            self.first_open += 1
-        end = rows.length if self.first_open == rows.count else rows.starts[self.first_open]
-        count = end - self.base
-        if count <= 0:
-            return None
-        if self.blend == "none":
-            mask = self.mask[:count].copy()
-            buffers: tuple[np.ndarray, ...] = (self.mask,)
-        else:
-            # in place: these rows of the band are handed out and then cleared anyway
-            prob = self.sum[:count]
-            prob /= self.row_totals[self.base : end, None, None]
-            prob /= self.col_totals[None, :, None]
-            if prob.shape[2] == 1:
-                mask = (prob[:, :, 0] > self.threshold).astype(np.uint8)
-            else:
-                mask = prob.argmax(axis=2).astype(np.uint8)
-            buffers = (self.sum,)
-        for buffer in buffers:
-            shift_up(buffer, count)
-        start, self.base = self.base, end
-        return start, mask
+    def submit(self, batch: Batch) -> list[tuple[TiledPage, Exception]]:
+        """Cut the batch's tiles and start the predictor on them. A tile whose pixels cannot
+        be read fails its page (returned with the reason); the others are still sent."""
+        cut, failures = [], []
+        for page, tile in batch.tiles:
+            if page.failed:
+                continue
+            try:
+                cut.append((page, tile, page.inputs(tile)))
+            except self.unreadable as e:
+                page.failed = True
+                failures.append((page, e))
+        batch.tiles = [(page, tile) for page, tile, _ in cut if not page.failed]
+        if batch.tiles:
+            pixels = np.stack([pixels for page, _, pixels in cut if not page.failed])
+            self.pending[self.pool.submit(self._predict, pixels, batch)] = batch
+            self.tiles_sent += len(batch.tiles)
+        return failures
+
+    def _predict(self, pixels: np.ndarray, batch: Batch) -> np.ndarray:
+        started = time.perf_counter()
+        outputs = self.predictor(pixels, batch.output)
+        batch.seconds = time.perf_counter() - started
+        return outputs
+
+    def next_done(self) -> tuple[Batch, np.ndarray | None, BaseException | None]:
+        """Wait for a batch to finish: (batch, its outputs, None) or (batch, None, error)."""
+        done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
+        future = next(iter(done))
+        batch = self.pending.pop(future)
+        error = future.exception()
+        if error is None:
+            self.seconds.append(batch.seconds)
+        return batch, None if error is not None else future.result(), error
+
+    def close(self) -> None:
+        """Start nothing more; batches in flight end in their threads."""
+        self.pool.shutdown(wait=False, cancel_futures=True)

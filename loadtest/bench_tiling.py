@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLIENT_DIR = ROOT / "client"
 # client/ is a folder a user copies and example/ a folder of scripts, not packages
 sys.path[:0] = [str(CLIENT_DIR), str(ROOT)]
-import segment  # noqa: E402
+import served_model  # noqa: E402
 import tiling  # noqa: E402
 
 from example import synthetic  # noqa: E402
@@ -212,14 +212,12 @@ def sample_rss(launcher: int, peaks: dict[str, int]) -> None:
 
 def the_clients_tiles(url: str, side: int, tile: int | None) -> tiling.Plan:
     """The plan the client makes for a side x side image on this server, by its own code."""
-    with grpcclient.InferenceServerClient(url) as client:
-        spec = segment.read_model_spec(
-            client, argparse.Namespace(model=MODEL_NAME, model_version="", timeout=60.0)
-        )
-    rules = tuple((r.multiple, r.minimum) for r in spec.rules)
-    return tiling.plan_image(
-        side, side, rules, segment.choose_tile(spec, tile), spec.geometry, segment.DEFAULT_OVERLAP
+    with served_model.ServedModel(url, MODEL_NAME) as model:
+        spec = model.read_spec()
+    tiler = tiling.Tiler.for_model(
+        spec.rules, spec.geometry, spec.max_side, spec.fixed_size, tile, tiling.DEFAULT_OVERLAP
     )
+    return tiling.plan_image(side, side, tiler.rules, tiler.tile, spec.geometry, tiler.overlap)
 
 
 def write_tiles(image: np.ndarray, plan: tiling.Plan, folder: Path) -> int:

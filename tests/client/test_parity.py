@@ -1,7 +1,7 @@
-"""client/ stands alone (a user copies the folder), so segment.py carries its own copy of
-the size rule, the output geometry and threshold readers and the default address. These
-tests pin the copies to the kit's own: the rule, and what the kit's config renderer
-publishes."""
+"""client/ stands alone (a user copies the folder), so it carries its own copy of the size
+rule (tiling.py), of the readers of the size rule, output geometry and threshold
+(served_model.py) and of the default address (segment.py). These tests pin the copies to
+the kit's own: the rule, and what the kit's config renderer publishes."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from unetkit.core import (
 from unetkit.triton import EngineSpec, MemoryModel, render_cpu_config
 
 CLIENT = client_module("segment")
+MODEL = client_module("served_model")
+TILING = client_module("tiling")
 PARAMETERS = [
     {PARAM_SIZE_MULTIPLE: "16"},  # a config of the first release
     {
@@ -41,13 +43,13 @@ PARAMETERS = [
 @pytest.mark.parametrize("parameters", PARAMETERS)
 def test_the_client_reads_the_same_rules_from_the_config(parameters: dict[str, str]) -> None:
     ours = rules_from_parameters(parameters)
-    theirs = CLIENT.rules_from_parameters(parameters)
+    theirs = MODEL.rules_from_parameters(parameters)
     assert [(r.multiple, r.minimum) for r in theirs] == [(r.multiple, r.minimum) for r in ours]
 
 
 @pytest.mark.parametrize(("multiple", "minimum"), [(16, 16), (16, 188), (1, 3), (32, 31), (7, 2)])
 def test_the_client_pads_to_the_same_next_valid_size(multiple: int, minimum: int) -> None:
-    ours, theirs = SizeRule(multiple, minimum), CLIENT.SizeRule(multiple, minimum)
+    ours, theirs = SizeRule(multiple, minimum), TILING.SizeRule(multiple, minimum)
     for size in range(1, 400):
         assert theirs.next_valid(size) == ours.next_valid(size)
         assert ours.accepts(ours.next_valid(size))
@@ -77,12 +79,12 @@ def test_the_client_reads_the_geometry_and_threshold_the_kit_publishes(
     rule = SizeRule(16, 188 if geometry and geometry[0] else 16)
     info = ModelInfo(1, 1, rule, rule, None, geometry, threshold, (0.0,), (255.0,), "m")
     parameters = rendered_parameters(info)
-    assert CLIENT.geometry_from_parameters(parameters) == info.output_geometry
-    assert CLIENT.threshold_from_parameters(parameters) == info.threshold
-    rules = CLIENT.rules_from_parameters(parameters)
+    assert MODEL.geometry_from_parameters(parameters) == info.output_geometry
+    assert MODEL.threshold_from_parameters(parameters) == info.threshold
+    rules = MODEL.rules_from_parameters(parameters)
     assert [(r.multiple, r.minimum) for r in rules] == [(rule.multiple, rule.minimum)] * 2
 
 
 def test_a_config_of_an_older_kit_has_neither() -> None:
-    assert CLIENT.geometry_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None
-    assert CLIENT.threshold_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None
+    assert MODEL.geometry_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None
+    assert MODEL.threshold_from_parameters({PARAM_SIZE_MULTIPLE: "16"}) is None

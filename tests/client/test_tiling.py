@@ -1,7 +1,8 @@
-"""The client's tiling math (client/tiling.py), without a server: where tiles go, that the
-cropped tiles cover an image exactly once, that blending weights sum to one, that the band
-hands every row out once, and that a 'valid' network's tiles join into its whole-image
-result. Odd sizes, tiny images and one-pixel-wide strips included."""
+"""The client's tiling math (client/tiling.py, client/blending.py), without a server:
+where tiles go, that the cropped tiles cover an image exactly once, that blending weights
+sum to one, that the band hands every row out once, and that a 'valid' network's tiles
+join into its whole-image result. Odd sizes, tiny images and one-pixel-wide strips
+included."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from tests.helpers.client import client_module
 
 tiling = client_module("tiling")
+blending = client_module("blending")
 
 # (multiple, minimum, shrink, offset): 'same' U-Nets, the Ronneberger 'valid' U-Net, the
 # golden 'valid' net, a net taking any size from 3, an odd rule.
@@ -98,7 +100,7 @@ def test_mirroring_is_numpys_symmetric_padding_however_far_it_reaches(length: in
 @pytest.mark.parametrize("blend", ["gaussian", "linear"])
 @pytest.mark.parametrize("size", [1, 2, 5, 64, 1024])
 def test_axis_weights_are_positive_and_highest_in_the_middle(blend: str, size: int) -> None:
-    weights = tiling.axis_weights(size, blend)
+    weights = blending.axis_weights(size, blend)
     assert weights.shape == (size,) and np.all(weights > 0) and weights.max() == 1
     np.testing.assert_allclose(weights, weights[::-1])
     assert weights[(size - 1) // 2] == weights.max()
@@ -114,8 +116,8 @@ def blended_weight_sums(plan, blend: str) -> np.ndarray:
         (y0, y1), (x0, x1) = plan.rows.span(row), plan.cols.span(col)
         weight = np.zeros((height, width))
         weight[y0:y1, x0:x1] = np.outer(
-            tiling.axis_weights(plan.rows.out, blend)[: y1 - y0],
-            tiling.axis_weights(plan.cols.out, blend)[: x1 - x0],
+            blending.axis_weights(plan.rows.out, blend)[: y1 - y0],
+            blending.axis_weights(plan.cols.out, blend)[: x1 - x0],
         )
         per_tile.append(weight)
         total += weight
@@ -135,7 +137,7 @@ def run_assembler(plan, blend, outputs, classes=1, threshold=0.5, window=2, orde
     """Feed outputs[index] in the given order (default: row by row), as the client does:
     only admitted tiles, finished rows collected as they come. Returns the mask and the
     (top, rows) bands in the order they were handed out."""
-    assembler = tiling.Assembler(plan, blend, classes, threshold, window)
+    assembler = blending.Assembler(plan, blend, classes, threshold, window)
     waiting = list(range(plan.count)) if order is None else list(order)
     bands = []
     while waiting:
@@ -217,7 +219,7 @@ def test_blending_favours_each_tiles_middle_over_its_edges() -> None:
 
 def test_the_band_holds_the_window_of_tile_rows_not_the_image() -> None:
     plan = tiling.plan_image(5000, 40, ((16, 16), (16, 16)), (256, 256), overlap=0.25)
-    assembler = tiling.Assembler(plan, "gaussian", 1, 0.5, window=2)
+    assembler = blending.Assembler(plan, "gaussian", 1, 0.5, window=2)
     assert assembler.sum.shape[0] <= 2 * plan.rows.out < 5000 / 4
     assert not assembler.admits(2 * plan.cols.count)  # the third tile row waits
 

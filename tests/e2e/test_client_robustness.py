@@ -80,12 +80,13 @@ def write_broken(folder: Path) -> dict[str, int]:
     (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
     (folder / "not_an_image.png").write_text("a text file with a .png name\n")
     (folder / "notes.txt").write_text("not an image suffix: ignored in a folder\n")
-    Image.fromarray(np.zeros((32, 32), np.float32), mode="F").save(folder / "float.tif")
+    # signed values below zero: no intensity mapping can be chosen without a flag
+    tifffile.imwrite(folder / "signed.tif", np.arange(-512, 512, dtype=np.int16).reshape(32, 32))
     return {
         "truncated.png": EXIT_UNREADABLE,
         "corrupt.jpg": EXIT_UNREADABLE,
         "not_an_image.png": EXIT_UNREADABLE,
-        "float.tif": EXIT_REFUSED,
+        "signed.tif": EXIT_REFUSED,
     }
 
 
@@ -121,7 +122,7 @@ def test_each_refused_file_gets_one_line_naming_it(mixed_run) -> None:
         assert not (out / (Path(name).stem + ".mask.tif")).exists()
     assert "notes.txt" not in run.stderr
     assert any("truncated" in line and "truncated.png" in line for line in errors), errors
-    assert any("float.tif" in line and "8- or 16-bit" in line for line in errors), errors
+    assert any("signed.tif" in line and "--intensity-range" in line for line in errors), errors
 
 
 def test_every_encoding_of_the_image_gives_the_same_mask(mixed_run) -> None:

@@ -50,11 +50,12 @@ def main(argv: list[str]) -> int:
         fixed_shape=args.fixed_shape,
         input_size=args.input_size,
         opset=args.opset,
+        input_dtype=args.input_dtype,
     ) as conversion:
         conversion.write(args.output)
     info = conversion.info
     print(
-        f"wrote {args.output}: IMAGE uint8 [N,H,W,{info.channels}] -> PROB [N,H',W',"
+        f"wrote {args.output}: IMAGE {info.input_dtype} [N,H,W,{info.channels}] -> PROB [N,H',W',"
         f"{info.classes}], MASK; sizes: {info.describe_sizes()}"
     )
     for note in conversion.notes:

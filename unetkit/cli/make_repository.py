@@ -96,6 +96,7 @@ def main(argv: list[str]) -> int:
         precision=args.precision,
         runtime=args.runtime,
         calibration=args.calibration,
+        input_dtype=args.input_dtype,
         max_queue_size=args.max_queue_size,
         force=args.force,
     )

@@ -15,6 +15,8 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "OUTPUT_PROB",
             "OUTPUT_MASK",
             "DEFAULT_THRESHOLD",
+            "INPUT_DTYPES",
+            "DEFAULT_INPUT_DTYPE",
             "DEFAULT_HOST",
             "DEFAULT_HTTP_PORT",
             "DEFAULT_GRPC_PORT",

@@ -1,6 +1,6 @@
 """The I/O contract every part of the kit relies on, and where servers listen by default.
 
-IMAGE  uint8   [N, H, W, C]  raw pixels, channels last
+IMAGE  uint8   [N, H, W, C]  raw pixels, channels last (uint16 or float32 when exported so)
 PROB   float32 [N, H', W', K] the Keras model's output for IMAGE normalized inside the graph
 MASK   uint8   [N, H', W']   PROB > threshold when K == 1, argmax over K otherwise
 """
@@ -11,6 +11,11 @@ INPUT_IMAGE = "IMAGE"
 OUTPUT_PROB = "PROB"
 OUTPUT_MASK = "MASK"
 DEFAULT_THRESHOLD = 0.5
+# IMAGE's pixel types, and the top of the scale each carries (from 0): the values the model
+# was trained on, which the graph normalizes ((x - mean) / std, std by default this top)
+# and a client maps images onto. uint8 is the default.
+INPUT_DTYPES = {"uint8": 255.0, "uint16": 65535.0, "float32": 1.0}
+DEFAULT_INPUT_DTYPE = "uint8"
 
 # Triton's own defaults; every launcher, client and load generator of the kit uses these.
 DEFAULT_HOST = "127.0.0.1"

@@ -14,11 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from unetkit.core.contract import INPUT_IMAGE, OUTPUT_MASK, OUTPUT_PROB
+from unetkit.core.contract import (
+    DEFAULT_INPUT_DTYPE,
+    INPUT_DTYPES,
+    INPUT_IMAGE,
+    OUTPUT_MASK,
+    OUTPUT_PROB,
+)
 from unetkit.core.errors import UserError
 from unetkit.core.size_rule import SizeRule
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnx
 
 META_PREFIX = "unetkit."
@@ -40,6 +47,8 @@ class ModelInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     source: str
+    # IMAGE's pixel type (INPUT_DTYPES): the scale the model takes, 0..255 for uint8
+    input_dtype: str = DEFAULT_INPUT_DTYPE
 
     @property
     def size_multiple(self) -> int:
@@ -58,6 +67,18 @@ class ModelInfo:
             if not rule.accepts(size)
         ]
         return "; ".join(problems) or None
+
+    def from_8bit(self, pixels: np.ndarray) -> np.ndarray:
+        """8-bit pixels (0..255) on the model's input scale, in its IMAGE type: how the
+        kit feeds its 8-bit sample images to a model exported for uint16 or float32."""
+        import numpy as np
+
+        if self.input_dtype == DEFAULT_INPUT_DTYPE:
+            return pixels
+        scaled = pixels.astype(np.float64) * (INPUT_DTYPES[self.input_dtype] / 255.0)
+        if np.issubdtype(np.dtype(self.input_dtype), np.integer):
+            scaled = np.round(scaled)
+        return scaled.astype(self.input_dtype)
 
     def describe_sizes(self) -> str:
         if self.fixed_size is not None:
@@ -78,6 +99,7 @@ class ModelInfo:
             "mean": json.dumps(list(self.mean)),
             "std": json.dumps(list(self.std)),
             "source": self.source,
+            "input_dtype": self.input_dtype,
         }
         if self.fixed_size is not None:
             props["fixed_height"], props["fixed_width"] = self.fixed_size
@@ -119,6 +141,7 @@ class ModelInfo:
                 mean=tuple(json.loads(props["mean"])),
                 std=tuple(json.loads(props["std"])),
                 source=props["source"],
+                input_dtype=props.get("input_dtype", DEFAULT_INPUT_DTYPE),
             )
         except (KeyError, ValueError, TypeError) as e:
             raise UserError(f"the ONNX model lacks unetkit metadata ({e}): {_EXPORT_FIX}") from e
@@ -149,10 +172,12 @@ def read_model_info(model: onnx.ModelProto | str | Path) -> ModelInfo:
 
 def contract_info(model: onnx.ModelProto) -> ModelInfo:
     """The model's ModelInfo, after checking the IMAGE/PROB/MASK names and types."""
+    import numpy as np
     import onnx
 
+    info = read_model_info(model)
     expected = {
-        INPUT_IMAGE: onnx.TensorProto.UINT8,
+        INPUT_IMAGE: onnx.helper.np_dtype_to_tensor_dtype(np.dtype(info.input_dtype)),
         OUTPUT_PROB: onnx.TensorProto.FLOAT,
         OUTPUT_MASK: onnx.TensorProto.UINT8,
     }
@@ -166,4 +191,4 @@ def contract_info(model: onnx.ModelProto) -> ModelInfo:
                 f"ONNX {name} is {onnx.TensorProto.DataType.Name(found)}, the contract says "
                 f"{onnx.TensorProto.DataType.Name(elem_type)}: {_EXPORT_FIX}"
             )
-    return read_model_info(model)
+    return info

@@ -2,6 +2,7 @@
 
 IMAGE uint8 NHWC -> Cast -> (x - mean) / std -> Transpose to NCHW -> layers ->
 Transpose to NHWC -> PROB; MASK = PROB > threshold (one class) or argmax (several).
+IMAGE may be uint16 or float32 instead (input_dtype), for models trained on such data.
 What downstream tools need to know (channels, classes, valid sizes) is stored in the
 ONNX metadata_props and read back by `read_model_info`.
 """
@@ -20,7 +21,9 @@ import onnx
 from onnx import TensorProto, helper
 
 from unetkit.core import (
+    DEFAULT_INPUT_DTYPE,
     DEFAULT_THRESHOLD,
+    INPUT_DTYPES,
     INPUT_IMAGE,
     OUTPUT_MASK,
     OUTPUT_PROB,
@@ -480,14 +483,18 @@ def convert(
     fixed_shape: bool = False,
     input_size: str | None = None,
     opset: int = DEFAULT_OPSET,
+    input_dtype: str = DEFAULT_INPUT_DTYPE,
 ) -> Iterator[Conversion]:
     """Convert a Keras .h5/.keras file; raises UserError for anything the user can fix.
 
     The export takes every size the network's shape arithmetic allows (one progression per
     axis, see size_search), unless the network takes only the size it was built for, or
     `fixed_shape` (the Keras input size) or `input_size` ("HxW") pins one size.
+    `input_dtype` is IMAGE's type (INPUT_DTYPES), whose scale --std defaults to.
     """
     _check_options(threshold, opset)
+    if input_dtype not in INPUT_DTYPES:
+        raise UserError(f"--input-dtype {input_dtype}: use one of {', '.join(INPUT_DTYPES)}")
     with open_keras_model(model_path) as model:
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise UserError(
@@ -514,7 +521,7 @@ def convert(
         )
         geometry = _output_geometry(schedule, source, output, channels, sizes)
         mean_values = _per_channel(mean, 0.0, channels, "--mean")
-        std_values = _per_channel(std, 255.0, channels, "--std")
+        std_values = _per_channel(std, INPUT_DTYPES[input_dtype], channels, "--std")
         if np.any(std_values <= 0):
             raise UserError("--std values must be positive")
 
@@ -546,7 +553,9 @@ def convert(
             "unet",
             [
                 helper.make_tensor_value_info(
-                    INPUT_IMAGE, TensorProto.UINT8, [batch, h_in, w_in, channels]
+                    INPUT_IMAGE,
+                    helper.np_dtype_to_tensor_dtype(np.dtype(input_dtype)),
+                    [batch, h_in, w_in, channels],
                 )
             ],
             [
@@ -576,6 +585,7 @@ def convert(
             mean=tuple(float(v) for v in mean_values),
             std=tuple(float(v) for v in std_values),
             source=f"{Path(model_path).name} ({model.source})",
+            input_dtype=input_dtype,
         )
         helper.set_model_props(skeleton, info.metadata())
         yield Conversion(skeleton, g, info, list(sizes.notes))

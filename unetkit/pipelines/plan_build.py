@@ -89,6 +89,7 @@ def build_plan(args: PlanBuildOptions, log: Log = print) -> int:
 
     model = load_onnx(args.onnx)
     info = contract_info(model)
+    tensorrt.check_input_dtype(info)
     profile = validate_profile(resolve_profile(args, default_profile(info)), info)
     config_path = args.config or args.output.parent.parent / "config.pbtxt"
     if args.keep_config:

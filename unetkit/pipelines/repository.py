@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from unetkit.core import (
+    DEFAULT_INPUT_DTYPE,
     DEFAULT_THRESHOLD,
     UserError,
     load_samples,
@@ -67,9 +68,12 @@ def export_options(
     calibration: Path,
     max_queue_size: int = 0,
     runtime: str = AUTO,
+    input_dtype: str = DEFAULT_INPUT_DTYPE,
 ) -> dict[str, Any]:
     """The options as the export record stores them (JSON types, None for defaults)."""
+    extra = {} if input_dtype == DEFAULT_INPUT_DTYPE else {"input_dtype": input_dtype}
     return {
+        **extra,
         "mean": None if mean is None else [float(v) for v in mean],
         "std": None if std is None else [float(v) for v in std],
         "threshold": float(threshold),
@@ -92,6 +96,7 @@ def make_repository(
     calibration: Path = SAMPLES,
     max_queue_size: int = 0,
     force: bool = False,
+    input_dtype: str = DEFAULT_INPUT_DTYPE,
 ) -> Outcome:
     """Export `keras_model` into `repository`, served by the fastest engine that passes its
     accuracy gate on this machine, and render its CPU config, unless they are already the
@@ -119,7 +124,9 @@ def make_repository(
     target = onnx_path(repository)
     if not force and record is not None and record.matches(keras_model, options, target):
         return Outcome(keras_model, [])
-    model, info = export_onnx(keras_model, mean=mean, std=std, threshold=threshold)
+    model, info = export_onnx(
+        keras_model, mean=mean, std=std, threshold=threshold, input_dtype=input_dtype
+    )
     threads = len(os.sched_getaffinity(0))
     samples = load_samples(calibration, info.channels)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=version_dir(repository)) as work:

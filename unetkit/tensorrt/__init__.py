@@ -37,6 +37,7 @@ __all__, __getattr__, __dir__ = lazy_exports(
             "BuiltPlan",
             "EngineBuild",
             "build_serialized",
+            "check_input_dtype",
             "compute_capability_target",
             "configure_precision",
             "configure_target",

@@ -30,9 +30,9 @@ Runner = Callable[[np.ndarray], Outputs]
 def batches(
     samples: list[Sample], profile: Profile, info: ModelInfo
 ) -> tuple[list[np.ndarray], list[str]]:
-    """Same-sized samples stacked into batches the engine accepts, and why others were left
-    out. Each size contributes one single image and then full batches, so both the batch-1
-    and the batched kernels are checked."""
+    """Same-sized samples, on the model's input scale, stacked into batches the engine
+    accepts, and why others were left out. Each size contributes one single image and then
+    full batches, so both the batch-1 and the batched kernels are checked."""
     by_size: dict[tuple[int, int], list[np.ndarray]] = {}
     skipped = []
     for sample in samples:
@@ -46,7 +46,7 @@ def batches(
         if problem:
             skipped.append(f"{sample.name} ({h}x{w}: {problem})")
             continue
-        by_size.setdefault((h, w), []).append(sample.image)
+        by_size.setdefault((h, w), []).append(info.from_8bit(sample.image))
     inputs = []
     for images in by_size.values():
         inputs.append(images[0][None])

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from unetkit.core import INPUT_IMAGE, Profile, UserError
+from unetkit.core import INPUT_IMAGE, ModelInfo, Profile, UserError
 from unetkit.tensorrt.gpu_env import Gpu
 from unetkit.tensorrt.plugin_rewrite import PLUGIN_OP
 from unetkit.tensorrt.timing_cache import attach_timing_cache, serialized_timing_cache
@@ -60,6 +60,16 @@ def _parse(trt: ModuleType, network: Any, logger: Any, onnx_bytes: bytes) -> Any
     elif PLUGIN_OP in first and _PLUGIN_REFUSED in first:
         hint = REFUSED_HINT
     raise UserError(f"{builder_name(trt)}'s ONNX parser refused the model: {first}{hint}")
+
+
+def check_input_dtype(info: ModelInfo) -> None:
+    """TensorRT has no 16-bit integer tensors: its ONNX parser refuses a uint16 IMAGE
+    ("Unsupported ONNX data type: UINT16"). uint8 and float32 build."""
+    if info.input_dtype == "uint16":
+        raise UserError(
+            "TensorRT has no uint16 tensors: export the model with --input-dtype float32 for "
+            "the GPU route (clients then send 0..1, 16-bit images lose nothing)"
+        )
 
 
 def configure_precision(trt: ModuleType, config: Any, precision: str) -> None:

@@ -33,7 +33,7 @@ class PlanRunner:
     def __call__(self, images: np.ndarray) -> Outputs:
         cuda, trt, context = self._cuda, self._trt, self._context
         images = np.ascontiguousarray(images)
-        with cuda.DeviceArray(shape=images.shape, dtype=np.uint8) as device_in:
+        with cuda.DeviceArray(shape=images.shape, dtype=images.dtype) as device_in:
             device_in.copy_from(images, self._stream)
             context.set_input_shape(INPUT_IMAGE, images.shape)
             context.set_tensor_address(INPUT_IMAGE, device_in.ptr)

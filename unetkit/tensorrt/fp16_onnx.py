@@ -1,7 +1,7 @@
 """An fp16 copy of a contract ONNX model, for TensorRT 11's strongly typed networks.
 
 TensorRT 11 removed the FP16 builder flag: a network computes in the types its ONNX
-declares. This keeps the contract at the edges (uint8 IMAGE in, float32 PROB out) and
+declares. This keeps the contract at the edges (IMAGE in its type, float32 PROB out) and
 makes everything between fp16: the Cast after IMAGE casts to fp16, float weights become
 fp16, and one Cast turns the result back into the float32 PROB. Nodes that read PROB
 (the MASK threshold or argmax) stay float32. Resize scales stay float32, as ONNX requires.

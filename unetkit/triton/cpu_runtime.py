@@ -291,11 +291,12 @@ def _probe(
     over two runs at one size."""
     import numpy as np
 
-    from unetkit.core import INPUT_IMAGE, OUTPUT_MASK, OUTPUT_PROB
+    from unetkit.core import INPUT_IMAGE, OUTPUT_MASK, OUTPUT_PROB, read_model_info
 
     opened_engine = open_engine(engine, Path(onnx_path), threads)
     opened = resident_bytes()
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, channels), np.uint8)
+    image = read_model_info(onnx_path).from_8bit(image)  # IMAGE's own type
     for _ in range(2):
         opened_engine.run([OUTPUT_PROB, OUTPUT_MASK], {INPUT_IMAGE: image})
     status = Path("/proc/self/status").read_text()

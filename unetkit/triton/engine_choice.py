@@ -117,7 +117,7 @@ def timing_inputs(info: ModelInfo, samples: list[Sample]) -> list[np.ndarray]:
     if inputs:
         return inputs
     height, width = info.fixed_size or (info.height.next_valid(256), info.width.next_valid(256))
-    return [np.zeros((1, height, width, info.channels), np.uint8)]
+    return [np.zeros((1, height, width, info.channels), info.input_dtype)]
 
 
 def images_per_s(engines: dict[EngineSpec, Engine], inputs: list[np.ndarray]) -> dict:

@@ -86,7 +86,7 @@ class EngineSpec:
 
 
 class OnnxRuntimeEngine:
-    """ONNX Runtime with the CPU route's session settings (cpu_runtime.create_session)."""
+    """ONNX Runtime with the CPU route's session settings (create_session)."""
 
     keeps_activations = False
 

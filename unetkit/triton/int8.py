@@ -53,8 +53,10 @@ class Gate:
 
 
 def network_input(image: np.ndarray, info: ModelInfo) -> np.ndarray | None:
-    """[1, H, W, C] at a size the model takes (mirror-padded as the client pads), or None
-    for an image that a fixed-size model cannot take."""
+    """[1, H, W, C] of an 8-bit sample on the model's input scale, at a size the model
+    takes (mirror-padded as the client pads), or None for an image that a fixed-size model
+    cannot take."""
+    image = info.from_8bit(image)
     height, width = image.shape[:2]
     if info.fixed_size is not None:
         return image[None] if (height, width) == info.fixed_size else None

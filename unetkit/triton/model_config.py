@@ -102,6 +102,13 @@ def _parameters(info: ModelInfo, max_side: int, *extra: str) -> str:
     )
 
 
+def image_type(info: ModelInfo) -> str:
+    """IMAGE's data type in a config, which also says the scale the model was trained on
+    and clients map images onto (unetkit.core.INPUT_DTYPES): TYPE_UINT8 0..255 unless the
+    model was exported for TYPE_UINT16 0..65535 or TYPE_FP32 0..1."""
+    return {"uint16": "TYPE_UINT16", "float32": "TYPE_FP32"}.get(info.input_dtype, "TYPE_UINT8")
+
+
 def io_tensors(info: ModelInfo, image_note: str, prob_note: str) -> str:
     """The input and output blocks of the contract, shared by every configuration of `unet`."""
     h, w = ("-1", "-1") if info.fixed_size is None else (str(d) for d in info.fixed_size)
@@ -115,7 +122,7 @@ input [
   {{
     # {image_note}
     name: "{INPUT_IMAGE}"
-    data_type: TYPE_UINT8
+    data_type: {image_type(info)}
     dims: [ {h}, {w}, {info.channels} ]
   }}
 ]
@@ -372,7 +379,7 @@ model_warmup [
     inputs {{
       key: "{INPUT_IMAGE}"
       value {{
-        data_type: TYPE_UINT8
+        data_type: {image_type(info)}
         dims: [ {profile.opt.height}, {profile.opt.width}, {info.channels} ]
         zero_data: true
       }}

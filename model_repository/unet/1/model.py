@@ -125,6 +125,10 @@ class TritonPythonModel:
             self.engine = open_engine(spec, onnx_path, threads)
         except UserError as e:
             raise pb_utils.TritonModelException(str(e)) from e
+        # IMAGE's pixel type, as the config declares it (uint8 unless exported otherwise)
+        self.image_dtype = np.dtype(
+            pb_utils.triton_string_to_numpy(config["input"][0]["data_type"])
+        )
         parameters = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         info = read_model_info(onnx_path)
         self.fixed_size, self.channels = info.fixed_size, info.channels
@@ -163,7 +167,7 @@ class TritonPythonModel:
             config, PARAM_MEMORY_BUDGET, "auto"
         )
         # Triton holds the inputs of every queued request.
-        queued = _queue_size(config) * side_cap * side_cap * channels
+        queued = _queue_size(config) * side_cap * side_cap * channels * self.image_dtype.itemsize
         return plan_server_limits(
             memory,
             budget_text,
@@ -176,8 +180,8 @@ class TritonPythonModel:
 
     def check(self, shape: list[int], dtype: np.dtype) -> str | None:
         """Why this IMAGE cannot run, or None. Looks only at the shape and type."""
-        if dtype != np.uint8:
-            return f"{INPUT_IMAGE} must be UINT8 raw pixels, got {dtype}"
+        if dtype != self.image_dtype:
+            return f"{INPUT_IMAGE} must be {self.image_dtype.name} pixels, got {dtype}"
         if len(shape) != 4:
             return f"{INPUT_IMAGE} must have shape [N, H, W, C], got {shape}"
         n, height, width, channels = shape
