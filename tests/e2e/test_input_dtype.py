@@ -17,8 +17,8 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tests.helpers.serving import copy_model_directory, image_input, run_client
-from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.core import MODEL_NAME, OUTPUT_MASK, OUTPUT_PROB
+from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.triton import TritonServer
 
 GOLDEN = np.load(Path(__file__).parent / "golden" / "example_16bit.npz")

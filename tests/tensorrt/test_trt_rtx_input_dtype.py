@@ -16,11 +16,10 @@ import pytest
 
 from tests.helpers import REPO_ROOT
 from tests.helpers.engine import AOT_COMPUTE_CAPABILITY
-from unetkit import tensorrt
-from unetkit.cli import build_engine
-from unetkit.pipelines import EXAMPLE_MODEL
+from unetkit import pipelines, tensorrt
 from unetkit.core import contract_info, default_profile
 from unetkit.keras2onnx import write_onnx
+from unetkit.pipelines import EXAMPLE_MODEL
 
 pytestmark = pytest.mark.trt_rtx
 
@@ -44,7 +43,7 @@ def exported(folder: Path, dtype: str) -> Path:
 def test_a_float32_image_parses_into_a_float_input(trt, tmp_path, precision):
     model = onnx.load(str(exported(tmp_path, "float32")))
     info = contract_info(model)
-    network_model = build_engine.network_model(trt, model, precision, "native")
+    network_model = pipelines.network_model(trt, model, precision, "native")
     setup = tensorrt.prepare_build(
         trt,
         network_model.SerializeToString(),
