@@ -1,4 +1,4 @@
-"""client/segment.py with awkward inputs (issue 6, item 2; TIFFs: issue 12), against the
+"""client/segment.py with awkward inputs, against the
 real server.
 
 Every readable variant of one sample image must give the mask of the plain 8-bit file;

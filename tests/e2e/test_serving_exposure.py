@@ -1,4 +1,4 @@
-"""What the embedded server exposes by default (issue 6, item 5)."""
+"""What the embedded server exposes by default."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Malformed requests get a clear INVALID_ARGUMENT, and nobody else notices (issue 6, item 1).
+"""Malformed requests get a clear INVALID_ARGUMENT, and nobody else notices.
 
 Each case runs while a well-formed client keeps sending requests from another thread;
 afterwards the server is still ready and that client saw no failure.

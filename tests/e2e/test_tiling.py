@@ -1,4 +1,4 @@
-"""client/segment.py on images the network cannot take in one piece (issue 12), against
+"""client/segment.py on images the network cannot take in one piece, against
 real Triton servers: a 'valid' U-Net whose output is smaller than its input, a large
 image tiled with blended overlaps, TIFFs of several pages, and inputs that must be refused.
 
