@@ -52,11 +52,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def saturating_concurrency(bench_results: Path) -> int:
-    """The busiest step of the last bench's last model (the int8 one that make serve serves)."""
+    """The busiest step of the last bench's engine served by default (what make serve serves),
+    as perf_analyzer measured it."""
     if not bench_results.is_file():
         return 4
-    steps = json.loads(bench_results.read_text())["benches"][-1]["steps"]
-    return int(max(steps, key=lambda s: s["requests_per_s"])["concurrency"])
+    served = json.loads(bench_results.read_text())["served"]
+    steps = next(s for s in served if s["default"])["steps"]
+    return int(max(steps, key=lambda s: s["perf_analyzer"]["images_per_s"])["concurrency"])
 
 
 class MemorySampler:
