@@ -360,6 +360,44 @@ def _matchers(selector: Any) -> dict[str, str]:
     return {m.name: m.value for m in selector.matchers.matchers if str(m.op) == "MatchOp.Equal"}
 
 
+def _trigger_problems(name: str, trigger: dict, deployment: Obj, namespace: str) -> list[str]:
+    """What is wrong with one Prometheus trigger of a GPU unit's ScaledObject."""
+    problems: list[str] = []
+    meta = trigger["metadata"]
+    if trigger["type"] != "prometheus" or trigger.get("metricType") != "Value":
+        problems.append(f"{name}: trigger {trigger['type']} {trigger.get('metricType')}")
+    if not meta.get("serverAddress", "").startswith("http") or float(meta["threshold"]) <= 0:
+        problems.append(f"{name}: serverAddress/threshold {meta}")
+    try:
+        query = promql_parser.parse(meta["query"])
+    except ValueError as e:
+        problems.append(f"{name}: query does not parse: {e}")
+        return problems
+    if not isinstance(query, promql_parser.BinaryExpr) or str(query.op) != "/":
+        problems.append(f"{name}: query is not a ratio: {meta['query']}")
+        return problems
+    # A floor on the request rate (clamp_min(..., 1)) understates the queue time
+    # whenever fewer requests than that arrive.
+    if "clamp_min" in meta["query"] or "clamp(" in meta["query"]:
+        problems.append(f"{name}: the request rate is clamped: {meta['query']}")
+    numerator = {s.name for s in _selectors(query.lhs)}
+    denominator = {s.name for s in _selectors(query.rhs)}
+    if (numerator, denominator) != (
+        {"nv_inference_queue_duration_us"},
+        {"nv_inference_request_success"},
+    ):
+        problems.append(f"{name}: query divides {numerator} by {denominator}")
+    want = {
+        "namespace": namespace,
+        "model": MODEL_NAME,
+        "unetkit_dev_gpu_product": product_of(deployment),
+    }
+    for selector in _selectors(query):
+        if _matchers(selector) != want:
+            problems.append(f"{name}: {selector.name} selects {_matchers(selector)}, not {want}")
+    return problems
+
+
 def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[str]:
     """Each GPU unit scales on its own average queue time per request, read from the
     Prometheus that scrapes Triton's metrics port through the ServiceMonitor."""
@@ -384,43 +422,7 @@ def check_autoscaling(objects: list[Obj], namespace: str = "unetkit") -> list[st
                 f"{name}: replicas {spec.get('minReplicaCount')}..{spec.get('maxReplicaCount')}"
             )
         for trigger in spec["triggers"]:
-            meta = trigger["metadata"]
-            if trigger["type"] != "prometheus" or trigger.get("metricType") != "Value":
-                problems.append(f"{name}: trigger {trigger['type']} {trigger.get('metricType')}")
-            if (
-                not meta.get("serverAddress", "").startswith("http")
-                or float(meta["threshold"]) <= 0
-            ):
-                problems.append(f"{name}: serverAddress/threshold {meta}")
-            try:
-                query = promql_parser.parse(meta["query"])
-            except ValueError as e:
-                problems.append(f"{name}: query does not parse: {e}")
-                continue
-            if not isinstance(query, promql_parser.BinaryExpr) or str(query.op) != "/":
-                problems.append(f"{name}: query is not a ratio: {meta['query']}")
-                continue
-            # A floor on the request rate (clamp_min(..., 1)) understates the queue time
-            # whenever fewer requests than that arrive.
-            if "clamp_min" in meta["query"] or "clamp(" in meta["query"]:
-                problems.append(f"{name}: the request rate is clamped: {meta['query']}")
-            numerator = {s.name for s in _selectors(query.lhs)}
-            denominator = {s.name for s in _selectors(query.rhs)}
-            if (numerator, denominator) != (
-                {"nv_inference_queue_duration_us"},
-                {"nv_inference_request_success"},
-            ):
-                problems.append(f"{name}: query divides {numerator} by {denominator}")
-            want = {
-                "namespace": namespace,
-                "model": MODEL_NAME,
-                "unetkit_dev_gpu_product": product_of(deployment),
-            }
-            for selector in _selectors(query):
-                if _matchers(selector) != want:
-                    problems.append(
-                        f"{name}: {selector.name} selects {_matchers(selector)}, not {want}"
-                    )
+            problems += _trigger_problems(name, trigger, deployment, namespace)
     if any(is_gpu(d) for d in triton_deployments(objects)):
         scraped = [
             s for m in monitors for s in services

@@ -39,37 +39,46 @@ def _fp16_tensor(tensor: TensorProto) -> TensorProto:
     return numpy_helper.from_array(array.astype(np.float16), tensor.name)
 
 
+def _kept_fp32(graph: onnx.GraphProto, fp32_tail: set[int]) -> set[str]:
+    """Tensors that stay fp32: what PROB's tail reads, and the inputs ops need in fp32."""
+    keep: set[str] = set()
+    for index, node in enumerate(graph.node):
+        if index in fp32_tail:
+            keep.update(node.input)
+        for position in _FP32_INPUTS.get(node.op_type, ()):
+            if position < len(node.input):
+                keep.add(node.input[position])
+    return keep
+
+
+def _node_to_fp16(node: onnx.NodeProto, keep_fp32: set[str]) -> onnx.NodeProto | None:
+    """Casts to float and float constants become fp16; the node computing PROB writes an
+    fp16 copy, and the Cast back to float32 that then computes PROB is returned."""
+    if node.op_type == "Cast":
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == TensorProto.FLOAT:
+                attr.i = TensorProto.FLOAT16
+    if node.op_type == "Constant" and node.output[0] not in keep_fp32:
+        for attr in node.attribute:
+            if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(_fp16_tensor(attr.t))
+    for i, name in enumerate(node.output):
+        if name == OUTPUT_PROB:
+            node.output[i] = OUTPUT_PROB + ".fp16"
+            return helper.make_node("Cast", [node.output[i]], [OUTPUT_PROB], to=TensorProto.FLOAT)
+    return None
+
+
 def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
     converted = onnx.ModelProto()
     converted.CopyFrom(model)
     graph = converted.graph
     fp32_tail = _downstream_of(graph, OUTPUT_PROB)
-
+    keep_fp32 = _kept_fp32(graph, fp32_tail)
     back_to_fp32 = None
-    keep_fp32: set[str] = set()
     for index, node in enumerate(graph.node):
-        if index in fp32_tail:
-            keep_fp32.update(node.input)
-        for position in _FP32_INPUTS.get(node.op_type, ()):
-            if position < len(node.input):
-                keep_fp32.add(node.input[position])
-    for index, node in enumerate(graph.node):
-        if index in fp32_tail:
-            continue
-        if node.op_type == "Cast":
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == TensorProto.FLOAT:
-                    attr.i = TensorProto.FLOAT16
-        if node.op_type == "Constant" and node.output[0] not in keep_fp32:
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
-                    attr.t.CopyFrom(_fp16_tensor(attr.t))
-        for i, name in enumerate(node.output):
-            if name == OUTPUT_PROB:
-                node.output[i] = OUTPUT_PROB + ".fp16"
-                back_to_fp32 = helper.make_node(
-                    "Cast", [node.output[i]], [OUTPUT_PROB], to=TensorProto.FLOAT
-                )
+        if index not in fp32_tail:
+            back_to_fp32 = _node_to_fp16(node, keep_fp32) or back_to_fp32
     for index, tensor in enumerate(graph.initializer):
         if tensor.data_type == TensorProto.FLOAT and tensor.name not in keep_fp32:
             graph.initializer[index].CopyFrom(_fp16_tensor(tensor))
