@@ -1,8 +1,9 @@
 """Keras .h5/.keras file -> ONNX with the kit's I/O contract, without TensorFlow.
 
 `keras_file` reads the file into a neutral graph of layers, `layers/` holds one converter
-per Keras layer family (registered with `register_layer`), `converter` schedules the
-layers, finds the size rule and writes the ONNX model.
+per Keras layer family (registered with `register_layer`), `converter` runs a conversion:
+`schedule` orders the layer calls, `size_search` finds the sizes the export serves, `emit`
+builds the ONNX graph and `conversion` writes it.
 """
 
 from unetkit.core import lazy_exports
@@ -11,15 +12,8 @@ from unetkit.keras2onnx import layers  # noqa: F401  (the kit's converters regis
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__,
     {
-        "converter": [
-            "DEFAULT_OPSET",
-            "MIN_OPSET",
-            "Conversion",
-            "convert",
-            "export_onnx",
-            "save_onnx",
-            "write_onnx",
-        ],
+        "converter": ["DEFAULT_OPSET", "MIN_OPSET", "convert", "export_onnx", "write_onnx"],
+        "conversion": ["Conversion", "save_onnx"],
         "registry": [
             "DuplicateRegistration",
             "Registration",
