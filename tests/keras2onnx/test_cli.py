@@ -74,12 +74,12 @@ def test_cli_exports_a_model_that_onnx_runtime_runs(tmp_path: Path) -> None:
 
 def test_unsupported_layer_is_named_in_one_line(tmp_path: Path) -> None:
     out = tmp_path / "model.onnx"
-    result = run_cli(MODELS / "unsupported_layernorm.keras", "-o", out)
+    result = run_cli(MODELS / "unsupported_groupnorm.keras", "-o", out)
     assert_one_line_error(
         result.returncode,
         result.stderr,
-        "layer_normalization",
-        "LayerNormalization",
+        "group_normalization",
+        "GroupNormalization",
         "not supported: register a converter",
         "DepthwiseConv2D",
     )
@@ -88,7 +88,7 @@ def test_unsupported_layer_is_named_in_one_line(tmp_path: Path) -> None:
 
 
 def test_debug_flag_shows_the_traceback(tmp_path: Path) -> None:
-    result = run_cli(MODELS / "unsupported_layernorm.keras", "-o", tmp_path / "m.onnx", "--debug")
+    result = run_cli(MODELS / "unsupported_groupnorm.keras", "-o", tmp_path / "m.onnx", "--debug")
     assert result.returncode != 0
     assert "Traceback" in result.stderr and "UserError" in result.stderr
 

@@ -52,10 +52,25 @@ def keras_layer(
 
 
 def input_shape(x: np.ndarray, dynamic: bool, rank: int = 4) -> Shape:
-    """The converter's shape of an NCHW array (a rank < 4 Keras tensor is [N, C, 1, 1])."""
-    if rank < 4:
+    """The converter's shape of an NCHW array: an image, a (batch, C) vector stored as
+    [N, C, 1, 1], or a (batch, L, D) sequence stored as [N, D, h, w] (L = h * w tokens)."""
+    if rank == 2 or (rank == 3 and x.shape[2:] == (1, 1)):
         return with_rank((x.shape[1], 1, 1), rank)
-    return (x.shape[1], None, None) if dynamic else (x.shape[1], x.shape[2], x.shape[3])
+    shape = (x.shape[1], None, None) if dynamic else (x.shape[1], x.shape[2], x.shape[3])
+    return with_rank(shape, rank)
+
+
+def sequence(x: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """A Keras (batch, L, D) sequence as the graph stores it: [N, D, h, w]."""
+    n, length, depth = x.shape
+    assert length == grid[0] * grid[1]
+    return np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(n, depth, *grid)
+
+
+def unsequence(x: np.ndarray) -> np.ndarray:
+    """The graph's [N, D, h, w] sequence as Keras's (batch, L, D)."""
+    n, depth = x.shape[:2]
+    return x.reshape(n, depth, -1).transpose(0, 2, 1)
 
 
 def convert_layer(
@@ -90,10 +105,7 @@ def convert_layer(
     model.ir_version = 8
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     (result,) = session.run(None, {n: x for n, x in zip(names, inputs, strict=True)})
-    static = [
-        input_shape(x, False, r) if r == 4 else s
-        for x, r, s in zip(inputs, ranks, shapes, strict=True)
-    ]
+    static = [input_shape(x, False, r) for x, r in zip(inputs, ranks, strict=True)]
     declared = op.output_shape(static)
     assert tuple(declared) == result.shape[1:], (declared, result.shape)
     return result

@@ -13,8 +13,10 @@ from tests.keras2onnx.layers.reference import (
     hard_sigmoid,
     keras_layer,
     random,
+    sequence,
     sigmoid,
     softmax,
+    unsequence,
 )
 from unetkit.core import UserError
 from unetkit.keras2onnx.layers.base import ShapeMismatch
@@ -131,3 +133,20 @@ def test_prelu_with_one_alpha_per_pixel_pins_the_size(layout):
     with pytest.raises(ShapeMismatch, match="one alpha per pixel"):
         op.output_shape([(3, 6, 5)])
     assert op.output_shape([(3, None, 5)]) == (3, None, 5)
+
+
+@pytest.mark.parametrize(("axis", "keras_axes"), [(1, (1,)), (-1, (2,)), ([1, 2], (1, 2))])
+def test_softmax_layer_over_any_axis_of_a_sequence(axis, keras_axes):
+    """Over the tokens (both axes of the stored grid), over the features, over both."""
+    tokens = random(2, 6, 4)
+    out = convert_layer(
+        keras_layer("Softmax", {"axis": axis}), [sequence(tokens, (2, 3))], ranks=[3]
+    )
+    shifted = np.exp(tokens - tokens.max(axis=keras_axes, keepdims=True))
+    expected = shifted / shifted.sum(axis=keras_axes, keepdims=True)
+    np.testing.assert_allclose(unsequence(out), expected, atol=1e-6)
+
+
+def test_softmax_over_axes_that_are_not_trailing_is_refused():
+    with pytest.raises(UserError, match=r"softmax over axis=\[1, 3\] is not supported"):
+        convert_layer(keras_layer("Softmax", {"axis": [1, 3]}), [random(1, 2, 3, 3)])

@@ -1,6 +1,6 @@
-"""Conv2D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose against numpy references:
-kernel layout, 'same' padding with the odd pixel at the end, strides, dilation, bias, fused
-activations, depth multipliers, output_padding."""
+"""Conv2D (grouped too), DepthwiseConv2D, SeparableConv2D and Conv2DTranspose against numpy
+references: kernel layout, 'same' padding with the odd pixel at the end, strides, dilation,
+bias, fused activations, depth multipliers, output_padding."""
 
 import numpy as np
 import pytest
@@ -99,11 +99,45 @@ def test_weights_of_the_wrong_shape_are_named():
         convert_layer(layer, [random(1, 2, 6, 6)])
 
 
-def test_grouped_convolution_is_refused_in_one_line():
-    with pytest.raises(UserError, match="groups"):
+def grouped_conv2d(x, kernel, bias, groups, padding):
+    """Keras's grouped Conv2D: input channels and filters split into `groups` equal parts."""
+    per_in, per_out = x.shape[1] // groups, kernel.shape[3] // groups
+    outs = [
+        conv2d(
+            x[:, i * per_in : (i + 1) * per_in],
+            kernel[:, :, :, i * per_out : (i + 1) * per_out],
+            None,
+            padding=padding,
+        )
+        for i in range(groups)
+    ]
+    return np.concatenate(outs, axis=1) + bias[None, :, None, None]
+
+
+@pytest.mark.parametrize(
+    ("channels", "filters", "groups", "kernel", "padding"),
+    [(4, 6, 2, 3, "same"), (6, 6, 6, 7, "same"), (6, 3, 3, 2, "valid")],
+)
+def test_grouped_convolution(channels, filters, groups, kernel, padding):
+    """Conv2D(groups=...): ConvNeXt's depthwise 7x7 is groups = channels."""
+    x = random(2, channels, 9, 8)
+    weights = [random(kernel, kernel, channels // groups, filters), random(filters)]
+    config = {"filters": filters, "kernel_size": kernel, "groups": groups, "padding": padding}
+    out = convert_layer(keras_layer("Conv2D", config, weights), [x])
+    expected = grouped_conv2d(x, weights[0], weights[1], groups, padding)
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+
+
+def test_groups_that_do_not_divide_the_channels_are_refused_in_one_line():
+    with pytest.raises(UserError, match=r"groups=4 does not divide filters=6"):
+        convert_layer(
+            keras_layer("Conv2D", {"filters": 6, "kernel_size": 3, "groups": 4}),
+            [random(1, 4, 6, 6)],
+        )
+    with pytest.raises(UserError, match=r"groups=2 does not divide the 3 input channels"):
         convert_layer(
             keras_layer("Conv2D", {"filters": 4, "kernel_size": 3, "groups": 2}),
-            [random(1, 4, 6, 6)],
+            [random(1, 3, 6, 6)],
         )
 
 

@@ -1,10 +1,16 @@
 """ZeroPadding2D and Cropping2D with asymmetric amounts; Reshape and Permute in Keras's
-element order (channels last), between vectors, 1x1 maps and images."""
+element order (channels last), between vectors, 1x1 maps, images and token sequences."""
 
 import numpy as np
 import pytest
 
-from tests.keras2onnx.layers.reference import convert_layer, keras_layer, random
+from tests.keras2onnx.layers.reference import (
+    convert_layer,
+    keras_layer,
+    random,
+    sequence,
+    unsequence,
+)
 from unetkit.core import UserError
 from unetkit.keras2onnx.layers.base import ShapeMismatch, rank_of, with_rank
 from unetkit.keras2onnx.registry import make_op
@@ -91,3 +97,45 @@ def test_permute_moving_an_unknown_size_into_the_channels_is_refused():
     op = make_op(keras_layer("Permute", {"dims": [3, 2, 1]}), "channels_last")
     with pytest.raises(UserError, match="known channel count"):
         op.output_shape([(3, None, None)])
+
+
+def test_a_map_reshaped_to_tokens_keeps_its_grid_and_back_is_free():
+    """(batch, H, W, C) -> (batch, H*W, C) -> (batch, H, W, C), as a ViT U-Net does: the stored
+    [N, C, H, W] tensor stays as it is, at any size."""
+    x = random(2, 4, 3, 5)
+    to_tokens = keras_layer("Reshape", {"target_shape": [-1, 4]})
+    out = convert_layer(to_tokens, [x])
+    np.testing.assert_array_equal(unsequence(out), to_keras(x).reshape(2, 15, 4))
+    op = make_op(to_tokens, "channels_last")
+    shape = op.output_shape([(4, None, None)])
+    assert shape == (4, None, None) and rank_of(shape) == 3
+    back = make_op(keras_layer("Reshape", {"target_shape": [3, 5, 4]}), "channels_last")
+    assert back.output_shape([with_rank((4, 3, 5), 3)]) == (4, 3, 5)
+
+
+@pytest.mark.parametrize(
+    ("target", "grid"),
+    [([6, 5, 2], (6, 5)), ([30, 2], (30, 1)), ([5, 12], None), ([60], None)],
+)
+def test_reshape_of_a_sequence_follows_keras_element_order(target, grid):
+    tokens = random(2, 15, 4)  # (batch, L, D) on a 3x5 grid
+    layer = keras_layer("Reshape", {"target_shape": target})
+    out = convert_layer(layer, [sequence(tokens, (3, 5))], ranks=[3], dynamic=False)
+    expected = tokens.reshape(2, *target)
+    if len(target) == 3:
+        np.testing.assert_array_equal(out, from_keras(expected))
+    elif len(target) == 2:
+        np.testing.assert_array_equal(unsequence(out), expected)
+        if grid is not None:
+            assert out.shape[2:] == grid
+    else:
+        np.testing.assert_array_equal(out[:, :, 0, 0], expected)
+
+
+def test_permute_of_a_sequence_swaps_tokens_and_features():
+    tokens = random(2, 6, 4)
+    layer = keras_layer("Permute", {"dims": [2, 1]})
+    out = convert_layer(layer, [sequence(tokens, (2, 3))], ranks=[3], dynamic=False)
+    np.testing.assert_array_equal(unsequence(out), tokens.transpose(0, 2, 1))
+    with pytest.raises(UserError, match="known channel count"):
+        make_op(layer, "channels_last").output_shape([with_rank((4, None, None), 3)])

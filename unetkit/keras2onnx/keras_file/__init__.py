@@ -18,7 +18,7 @@ Weights stay in the file until an emitter asks for them, so a large model is nev
 twice in memory. Every problem with the file is raised as UserError.
 """
 
-from unetkit.keras2onnx.keras_file.architecture import CONSTANT_VALUE, FIRST_ARGUMENT
+from unetkit.keras2onnx.keras_file.architecture import ARGUMENTS, CONSTANT_VALUE, FIRST_ARGUMENT
 from unetkit.keras2onnx.keras_file.graph import (
     FILE_ERRORS,
     InputSlot,
@@ -31,6 +31,7 @@ from unetkit.keras2onnx.keras_file.graph import (
 from unetkit.keras2onnx.keras_file.reader import open_keras_model
 
 __all__ = [
+    "ARGUMENTS",
     "CONSTANT_VALUE",
     "FILE_ERRORS",
     "FIRST_ARGUMENT",

@@ -21,23 +21,9 @@ from unetkit.keras2onnx.keras_file.graph import (
     tensor_ref,
 )
 
-
-def _keras3_tensors(value: Any, found: list[TensorRef]) -> None:
-    """Collect, in order, the `__keras_tensor__` references nested in a Keras 3 call."""
-    if isinstance(value, list):
-        for item in value:
-            _keras3_tensors(item, found)
-    elif isinstance(value, dict):
-        if value.get("class_name") == "__keras_tensor__":
-            config = as_dict(value.get("config"), "a tensor reference")
-            found.append(tensor_ref(config.get("keras_history"), "keras_history"))
-        else:
-            for item in value.values():
-                _keras3_tensors(item, found)
-
-
 CONSTANT_VALUE = "_CONSTANT_VALUE"  # tf.keras's marker of a constant in a call's first argument
 FIRST_ARGUMENT = "__first__"  # call_kwargs key of a tf.keras call's first argument
+ARGUMENTS = "__args__"  # call_kwargs key of a Keras 3 call's positional arguments
 
 
 def _is_legacy_ref(value: Any) -> bool:
@@ -96,19 +82,30 @@ def _shift_slots(value: Any, offset: int) -> Any:
     return value
 
 
+def _keras3_arguments(value: Any, found: list[TensorRef]) -> Any:
+    """A Keras 3 call argument with each tensor moved into `found` (an InputSlot left) and
+    each constant (`__tensor__`, e.g. a position table added with ops.add) as its value."""
+    if isinstance(value, list):
+        return [_keras3_arguments(item, found) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if value.get("class_name") == "__keras_tensor__":
+        config = as_dict(value.get("config"), "a tensor reference")
+        found.append(tensor_ref(config.get("keras_history"), "keras_history"))
+        return InputSlot(len(found) - 1)
+    if value.get("class_name") == "__tensor__":
+        return as_dict(value.get("config"), "a constant tensor").get("value")
+    return {str(k): _keras3_arguments(v, found) for k, v in value.items()}
+
+
 def _parse_call(node: Any, layer_name: str) -> tuple[list[TensorRef], dict[str, Any]]:
     what = f"inbound node of layer {layer_name!r}"
     if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
         found: list[TensorRef] = []
-        _keras3_tensors(node.get("args", []), found)
-        kwargs_tensors: list[TensorRef] = []
+        arguments = _keras3_arguments(node.get("args", []), found)
         kwargs = node.get("kwargs", {})
-        _keras3_tensors(kwargs, kwargs_tensors)
-        require(
-            not kwargs_tensors,
-            f"layer {layer_name!r} takes a tensor as a keyword argument; not supported",
-        )
-        return found, kwargs if isinstance(kwargs, dict) else {}
+        kwargs = _keras3_arguments(kwargs, found) if isinstance(kwargs, dict) else {}
+        return found, {**kwargs, ARGUMENTS: arguments}
     return _parse_legacy_call(node, what)  # tf.keras 2.x
 
 

@@ -60,6 +60,10 @@ def _attach_nested_h5_weights(nested: KerasLayer, group: h5py.Group, names: list
         leaves[name].weights = weights
 
 
+MAX_SUBLAYER_DEPTH = 4
+OPERATION_MODULE = "keras.src.ops."  # Keras 3 functions on tensors (ops.add): no weights
+
+
 def _snake_case(name: str) -> str:
     name = re.sub(r"\W+", "", name)
     name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
@@ -82,6 +86,8 @@ def attach_keras3_weights(graph: KerasGraph, root: h5py.Group, sequential: bool)
     for layer in layers:
         if sequential and layer.class_name == "InputLayer":
             continue
+        if (layer.module or "").startswith(OPERATION_MODULE):
+            continue
         base = _snake_case(layer.class_name)
         count = seen.get(base, 0)
         seen[base] = count + 1
@@ -94,9 +100,21 @@ def attach_keras3_weights(graph: KerasGraph, root: h5py.Group, sequential: bool)
         vars_group = by_name.get(layer.name)
         if vars_group is None and key in group:
             vars_group = group[key].get("vars")
-        if not isinstance(vars_group, h5py.Group):
-            continue
-        indices = sorted(int(k) for k in vars_group if k.isdigit())
-        layer.weights = [
-            _dataset_weight(vars_group[str(i)], f"{layer.name}/vars/{i}") for i in indices
-        ]
+        if isinstance(vars_group, h5py.Group) and isinstance(vars_group.parent, h5py.Group):
+            layer.weights = list(_layer_vars(vars_group.parent, layer.name))
+
+
+def _layer_vars(group: h5py.Group, path: str, depth: int = 0) -> Iterator[Weight]:
+    """A layer's own weights (`vars/0`, `vars/1`, ...), then those of the layers it holds as
+    attributes, each under its attribute's path: MultiHeadAttention's `query_dense/vars/0`
+    (`_query_dense` in tf-keras), a library layer's `attn/qkv/vars/0`."""
+    own = group.get("vars")
+    if isinstance(own, h5py.Group):
+        for i in sorted(int(k) for k in own if k.isdigit()):
+            yield _dataset_weight(own[str(i)], f"{path}/vars/{i}")
+    if depth >= MAX_SUBLAYER_DEPTH:
+        return
+    for key in sorted(group):
+        sub = group[key]
+        if key != "vars" and isinstance(sub, h5py.Group):
+            yield from _layer_vars(sub, f"{path}/{key}", depth + 1)

@@ -14,8 +14,10 @@ from unetkit.keras2onnx.layers.base import (
     ShapeMismatch,
     describe,
     keras_axis,
+    storage_axes,
 )
 from unetkit.keras2onnx.layers.functions import emit_activation
+from unetkit.keras2onnx.layers.tensors import reshape
 from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
 from unetkit.keras2onnx.registry import register_layer
 
@@ -30,9 +32,9 @@ class Pointwise(Op):
         return self.single(shapes)
 
 
-@register_layer("Activation", "ReLU", "LeakyReLU", "Softmax")
+@register_layer("Activation", "ReLU", "LeakyReLU")
 class ActivationLayer(Pointwise):
-    """Activation, ReLU, LeakyReLU and Softmax layers."""
+    """Activation, ReLU and LeakyReLU layers."""
 
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         c = Config(layer)
@@ -42,9 +44,6 @@ class ActivationLayer(Pointwise):
         kind = layer.class_name
         if kind == "Activation":
             self.kind = c.activation()
-        elif kind == "Softmax":
-            self.kind = "softmax"
-            self.axis = keras_axis(c, c.get("axis", -1), layout)
         elif kind == "LeakyReLU":
             self.kind = "relu"
             key = "negative_slope" if "negative_slope" in c.values else "alpha"  # Keras 3 / 2
@@ -62,6 +61,43 @@ class ActivationLayer(Pointwise):
         return emit_activation(
             g, inputs[0], self.kind, self.name, self.axis, self.slope, self.max_value
         )
+
+
+@register_layer("Softmax")
+class Softmax(Pointwise):
+    """Softmax over any axis or axes: the channels, the tokens of a sequence (both axes of
+    its grid, flattened for ONNX Softmax), or all axes after the batch."""
+
+    def __init__(self, layer: KerasLayer, layout: str) -> None:
+        self.config = Config(layer)
+        self.axis = self.config.get("axis", -1)
+        super().__init__(layer, layout)
+
+    def _axes(self, shape: Shape) -> tuple[int, ...]:
+        axes = storage_axes(self.config, self.axis, shape, self.layout)
+        if axes != tuple(range(axes[0], 4)) and len(axes) > 1:
+            raise self.config.fail(
+                f"softmax over axis={self.axis!r} is not supported (supported: one axis, or "
+                "every axis from one on to the last)"
+            )
+        return axes
+
+    def output_shape(self, shapes: list[Shape]) -> Shape:
+        shape = self.single(shapes)
+        self._axes(shape)
+        return shape
+
+    def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
+        return emit_softmax(g, inputs[0], self._axes(shapes[0]), self.name)
+
+
+def emit_softmax(g: GraphBuilder, x: str, axes: tuple[int, ...], base: str) -> str:
+    """ONNX Softmax over one axis, or over the trailing `axes` flattened into one."""
+    if len(axes) == 1:
+        return g.node("Softmax", [x], base, axis=axes[0])
+    flat = reshape(g, x, [0] * axes[0] + [-1], base)
+    y = g.node("Softmax", [flat], base, axis=axes[0])
+    return g.node("Reshape", [y, g.node("Shape", [x], base)], base)
 
 
 @register_layer("ELU")

@@ -1,12 +1,18 @@
 """What every layer converter shares: typed config access, shapes, the Op base class.
 
 Inside the graph every tensor is NCHW. A shape is (C, H, W) for one image; H or W is None
-when it is only known at run time. A Keras tensor of lower rank (the (batch, C) vector of a
-global pooling, the (batch, 1, C) step of an expand_dims) is stored as [N, C, 1, 1]: its
-shape is (C, 1, 1) carrying its Keras rank (`with_rank`, `rank_of`), which only the
-reshaping layers need. Each op validates its Keras config up front, computes
-output shapes (also for the size search in `unetkit.keras2onnx.size_search`) and emits
-ONNX nodes.
+when it is only known at run time. Keras tensors of lower rank carry their Keras rank
+(`with_rank`, `rank_of`):
+- a (batch, C) vector is stored as [N, C, 1, 1], shape (C, 1, 1) of rank 2;
+- a (batch, L, D) sequence of tokens is stored as [N, D, h, w] with L = h * w, the tokens
+  in row-major order over an h x w grid: the patch grid of the image they were cut from
+  (a (batch, H, W, C) map reshaped to (batch, H * W, C) keeps its [N, C, H, W] tensor as
+  it is), or (L, 1) when nothing says more. Its shape is (D, h, w) of rank 3; a
+  (batch, 1, C) step is (C, 1, 1) of rank 3.
+So a Dense, a LayerNormalization or an attention projection acts on the channel axis of
+every tensor, and the size search sees a token grid shrink with the image. Each op
+validates its Keras config up front, computes output shapes (also for the size search in
+`unetkit.keras2onnx.size_search`) and emits ONNX nodes.
 
 'same' padding is one of the two traps of Keras -> ONNX: TensorFlow puts the odd extra
 row/column at the bottom/right (ONNX SAME_UPPER). Explicit pads are written wherever they
@@ -39,7 +45,7 @@ class ShapeMismatch(Exception):
 
 
 class _RankedShape(tuple):  # type: ignore[type-arg]
-    """(C, 1, 1) of a Keras tensor of rank 2 or 3, stored as [N, C, 1, 1]."""
+    """(C, h, w) of a Keras tensor of rank 2 or 3 (see the module's docstring)."""
 
     rank: int
 
@@ -192,6 +198,68 @@ class Config:
 
 def _as_float32(weight: Weight) -> np.ndarray:
     return weight.load().astype(np.float32, copy=False)
+
+
+def tokens(shape: Shape) -> Dim:
+    """The length L of a (batch, L, D) sequence stored with shape (D, h, w)."""
+    return None if shape[1] is None or shape[2] is None else shape[1] * shape[2]
+
+
+def keras_dims(shape: Shape, layout: str) -> tuple[Dim, ...]:
+    """The shape as Keras sees it, without the batch axis."""
+    channels, h, w = shape
+    rank = rank_of(shape)
+    if rank == 2:
+        return (channels,)
+    if rank == 3:
+        return (tokens(shape), channels)
+    return (h, w, channels) if layout == "channels_last" else (channels, h, w)
+
+
+def storage_axes(config: Config, axis: Any, shape: Shape, layout: str) -> tuple[int, ...]:
+    """The NCHW axes that Keras axis (or axes) `axis` of a tensor of `shape` covers: the
+    token axis of a (batch, L, D) sequence is both axes of its grid."""
+    rank = rank_of(shape)
+    values = axis if isinstance(axis, list | tuple) else [axis]
+    if not values or not all(isinstance(a, int) and not isinstance(a, bool) for a in values):
+        raise config.fail(f"axis={axis!r} is not an axis or a list of axes")
+    found: set[int] = set()
+    for value in values:
+        if not -rank <= value < rank:
+            raise config.fail(f"axis={axis!r} is not an axis of a rank-{rank} tensor")
+        value %= rank
+        if value == 0:
+            raise config.fail("operating along the batch axis is not supported")
+        if rank == 4:
+            found.add(value if layout == "channels_first" else (0, 2, 3, 1)[value])
+        elif rank == 3 and value == 1:
+            found.update((2, 3))
+        else:
+            found.add(1)
+    return tuple(sorted(found))
+
+
+def to_storage(array: np.ndarray, shape: Shape, layout: str) -> np.ndarray | None:
+    """A constant that Keras broadcasts against a tensor of `shape` (dims right-aligned, a
+    leading batch dim of 1 allowed), laid out to broadcast against the stored [N, C, H, W]
+    tensor: (C', H', W'). None when it does not fit (a table per token of a sequence whose
+    grid is unknown or of another length)."""
+    rank = rank_of(shape)
+    if array.ndim == rank and array.shape[0] == 1:
+        array = array.reshape(array.shape[1:])
+    if array.ndim > rank - 1:
+        return None
+    array = array.reshape((1,) * (rank - 1 - array.ndim) + array.shape)
+    if rank == 2:
+        return array.reshape(-1, 1, 1)
+    if rank == 4:
+        return array if layout == "channels_first" else array.transpose(2, 0, 1)
+    length, depth = array.shape
+    if length == 1:
+        return array.reshape(depth, 1, 1)
+    if tokens(shape) != length:
+        return None
+    return np.ascontiguousarray(array.T).reshape(depth, shape[1], shape[2])  # type: ignore[arg-type]
 
 
 def keras_axis(config: Config, axis: Any, layout: str) -> int:

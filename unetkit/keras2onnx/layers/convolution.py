@@ -1,4 +1,4 @@
-"""Convolutions: Conv2D, DepthwiseConv2D, SeparableConv2D and Conv2DTranspose.
+"""Convolutions: Conv2D (grouped too), DepthwiseConv2D, SeparableConv2D and Conv2DTranspose.
 
 Weight layout is the other trap of Keras -> ONNX: Keras stores Conv2D kernels as
 [h, w, in, out] and Conv2DTranspose kernels as [h, w, out, in]; ONNX wants Conv
@@ -88,23 +88,37 @@ class Windowed(Op):
 
 @register_layer("Conv2D")
 class Conv2D(Windowed):
+    """A convolution, grouped when `groups` > 1 (ConvNeXt's depthwise 7x7 is Conv2D with
+    groups equal to its channels): Keras's kernel [h, w, in / groups, out] is ONNX's grouped
+    Conv weight [out, in / groups, h, w], output channel o in group o // (out / groups)."""
+
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         c = Config(layer)
         self.filters = c.integer("filters", minimum=1)
-        if c.get("groups", 1) != 1:
-            raise c.fail("grouped convolution (groups != 1) is not supported")
+        self.groups = c.integer("groups", 1, minimum=1)
+        if self.filters % self.groups:
+            raise c.fail(
+                f"groups={self.groups} does not divide filters={self.filters} (Keras needs "
+                "filters and input channels to be multiples of groups)"
+            )
         super().__init__(layer, layout)
 
     def out_channels(self, channels: int) -> int:
+        if channels % self.groups:
+            raise self.config.fail(
+                f"groups={self.groups} does not divide the {channels} input channels"
+            )
         return self.filters
 
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
-        kernel_shape = (*self.kernel, shapes[0][0], self.filters)
+        self.out_channels(shapes[0][0])
+        kernel_shape = (*self.kernel, shapes[0][0] // self.groups, self.filters)
         expected = [kernel_shape, (self.filters,)] if self.use_bias else [kernel_shape]
         weights = self.config.weights(expected)
         kernel = g.constant(f"{self.name}/kernel", kernel_to_onnx(weights[0]))
         bias = g.constant(f"{self.name}/bias", weights[1]) if self.use_bias else None
-        return self.activate(g, self.conv(g, inputs[0], shapes[0], kernel, bias, 1))
+        y = self.conv(g, inputs[0], shapes[0], kernel, bias, self.groups)
+        return self.activate(g, y)
 
 
 def depthwise_to_onnx(kernel: LazyTensor) -> LazyTensor:

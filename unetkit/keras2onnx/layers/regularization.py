@@ -1,4 +1,5 @@
-"""Layers that do nothing at inference: the dropouts, the noise layers, ActivityRegularization.
+"""Layers that do nothing at inference: the dropouts, the noise layers, ActivityRegularization,
+and Keras Applications' StochasticDepth (ConvNeXt's drop path).
 
 A Dropout subclass the kit has no converter for (efficientnet's FixedDropout) is converted
 as Dropout: see unetkit.keras2onnx.registry."""
@@ -17,6 +18,7 @@ from unetkit.keras2onnx.registry import register_layer
     "GaussianNoise",
     "AlphaDropout",
     "ActivityRegularization",
+    "StochasticDepth",
 )
 class Identity(Op):
     """Layers that pass their input through at inference."""

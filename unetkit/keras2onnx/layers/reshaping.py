@@ -1,4 +1,5 @@
-"""Padding, cropping and reshaping: ZeroPadding2D, Cropping2D, Reshape, Permute."""
+"""Padding, cropping and reshaping: ZeroPadding2D, Cropping2D, Reshape, Permute, and the
+cyclic shift (roll) of a window attention."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from unetkit.keras2onnx.layers.base import (
     Op,
     Shape,
     ShapeMismatch,
+    keras_dims,
     rank_of,
+    tokens,
     with_rank,
 )
+from unetkit.keras2onnx.layers.tensors import from_keras_order, reshape, to_keras_order
 from unetkit.keras2onnx.onnx_graph import GraphBuilder
 from unetkit.keras2onnx.registry import register_layer
 
@@ -79,37 +83,29 @@ class Cropping2D(Op):
         return g.node("Slice", [inputs[0], starts, ends, axes], self.name)
 
 
-def _keras_dims(shape: Shape, layout: str) -> tuple[Dim, ...]:
-    """The shape as Keras sees it, without the batch axis."""
-    channels, h, w = shape
-    rank = rank_of(shape)
-    if rank == 2:
-        return (channels,)
-    if rank == 3:
-        return (1, channels)
-    return (h, w, channels) if layout == "channels_last" else (channels, h, w)
-
-
-def _from_keras_dims(dims: tuple[Dim, ...], layout: str) -> Shape:
+def _fromkeras_dims(dims: tuple[Dim, ...], layout: str) -> Shape:
     if len(dims) == 1:
         return with_rank((dims[0], 1, 1), 2)  # type: ignore[arg-type]
     if len(dims) == 2:
-        return with_rank((dims[1], 1, 1), 3)  # type: ignore[arg-type]
+        return with_rank((dims[1], dims[0], 1), 3)  # type: ignore[arg-type]
     h, w, c = dims if layout == "channels_last" else (dims[1], dims[2], dims[0])
     return c, h, w  # type: ignore[return-value]
 
 
-def _to_keras_order(layout: str, rank: int) -> list[int] | None:
-    """The Transpose that takes the graph's NCHW tensor to Keras's element order."""
-    return [0, 2, 3, 1] if rank == 4 and layout == "channels_last" else None
+def _channels_last(shape: Shape, layout: str) -> bool:
+    """Whether Keras's element order of this tensor is the storage's order per channel with
+    the channels last: then a reshape that keeps the channels only regroups the grid."""
+    return rank_of(shape) < 4 or layout == "channels_last"
 
 
 @register_layer("Reshape")
 class Reshape(Op):
     """Reshape to `target_shape` (rank 1, 2 or 3 without the batch axis, one -1 allowed).
 
-    Between a (batch, C) vector and a 1x1 map (the squeeze-and-excitation step) it is free;
-    otherwise the tensor goes to Keras's element order, is reshaped, and comes back.
+    A reshape that keeps the last (channel) axis only regroups the pixels or tokens: free
+    between a map and its token sequence ((batch, H, W, C) <-> (batch, H * W, C), the grid
+    kept) and between a (batch, C) vector and a 1x1 map, else one ONNX Reshape of the grid.
+    Any other reshape goes to Keras's element order, is reshaped, and comes back.
     """
 
     def __init__(self, layer: KerasLayer, layout: str) -> None:
@@ -122,15 +118,16 @@ class Reshape(Op):
             or any(d == 0 or d < -1 for d in target)
             or sum(d == -1 for d in target) > 1
         ):
-            raise c.fail(f"target_shape={target!r} is not an image, a (1, C) or a vector shape")
-        if len(target) == 2 and target[0] != 1:
-            raise c.fail(f"target_shape={target!r}: of rank-2 shapes only (1, C) is supported")
+            raise c.fail(
+                f"target_shape={target!r} is not an image, a sequence (L, D) or a vector "
+                "shape (the kit holds tensors of rank 2 to 4)"
+            )
         self.target = tuple(int(d) for d in target)
         self.config = c
         super().__init__(layer, layout)
 
     def _resolved(self, shape: Shape) -> tuple[Dim, ...]:
-        dims = _keras_dims(shape, self.layout)
+        dims = keras_dims(shape, self.layout)
         known = None if None in dims else math.prod(dims)  # type: ignore[arg-type]
         if -1 not in self.target:
             if known is not None and known != math.prod(self.target):
@@ -147,8 +144,20 @@ class Reshape(Op):
             )
         return tuple(known // rest if d == -1 else d for d in self.target)
 
+    def _plan(self, shape: Shape) -> tuple[Shape, bool]:
+        """The output shape, and whether the stored tensor is only regrouped per channel."""
+        dims = self._resolved(shape)
+        out = _fromkeras_dims(dims, self.layout)
+        keeps_channels = (
+            out[0] == shape[0] and _channels_last(shape, self.layout)
+        ) and _channels_last(out, self.layout)
+        same_tokens = dims[0] is None or tokens(shape) in (None, dims[0])
+        if keeps_channels and len(dims) == 2 and rank_of(shape) != 2 and same_tokens:
+            out = with_rank(shape, 3)  # the same tokens: the grid is kept
+        return out, keeps_channels
+
     def output_shape(self, shapes: list[Shape]) -> Shape:
-        out = _from_keras_dims(self._resolved(self.single(shapes)), self.layout)
+        out = self._plan(self.single(shapes))[0]
         if out[0] is None:
             raise self.config.fail(
                 f"target_shape={self.target} leaves the channel count to the image size; "
@@ -158,26 +167,21 @@ class Reshape(Op):
 
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
         shape = shapes[0]
-        out = self.output_shape(shapes)
-        if shape[1:] == (1, 1) and out[1:] == (1, 1) and shape[0] == out[0]:
-            return inputs[0]  # vector <-> 1x1 map: the same [N, C, 1, 1] tensor
-        x = inputs[0]
-        order = _to_keras_order(self.layout, rank_of(shape))
-        if order is not None:
-            x = g.node("Transpose", [x], self.name, perm=order)
-        target = self.target
-        # (C,) and (1, C) are stored as [N, C, 1, 1]
-        dims = [0, *target] if len(target) == 3 else [0, target[-1], 1, 1]
-        new_shape = g.constant(f"{self.name}/shape", np.array(dims, dtype=np.int64))
-        x = g.node("Reshape", [x, new_shape], self.name)
-        if len(target) == 3 and self.layout == "channels_last":
-            x = g.node("Transpose", [x], self.name, perm=[0, 3, 1, 2])
-        return x
+        out, keeps_channels = self._plan(shape)
+        if keeps_channels:
+            if tuple(out) == tuple(shape):
+                return inputs[0]  # the same [N, C, h, w] tensor
+            grid = [-1 if d is None else d for d in out[1:]]
+            return reshape(g, inputs[0], [0, 0, *grid], self.name)
+        x = to_keras_order(g, inputs[0], shape, self.layout, self.name)
+        x = reshape(g, x, [0, *self.target], self.name)
+        return from_keras_order(g, x, out, self.layout, self.name)
 
 
 @register_layer("Permute")
 class Permute(Op):
-    """Reorder the axes after the batch axis (`dims`, counted from 1) of an image tensor."""
+    """Reorder the axes after the batch axis (`dims`, counted from 1): of an image, or of a
+    (batch, L, D) sequence ((2, 1): the tokens become the channels, so L must be known)."""
 
     def __init__(self, layer: KerasLayer, layout: str) -> None:
         c = Config(layer)
@@ -185,9 +189,9 @@ class Permute(Op):
         if (
             not isinstance(dims, list | tuple)
             or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
-            or sorted(dims) not in ([1], [1, 2, 3])
+            or sorted(dims) not in ([1], [1, 2], [1, 2, 3])
         ):
-            raise c.fail(f"dims={dims!r} is not a permutation of (1, 2, 3) or (1,)")
+            raise c.fail(f"dims={dims!r} is not a permutation of (1, 2, 3), (1, 2) or (1,)")
         self.dims = tuple(int(d) for d in dims)
         self.config = c
         super().__init__(layer, layout)
@@ -202,20 +206,27 @@ class Permute(Op):
 
     def output_shape(self, shapes: list[Shape]) -> Shape:
         shape = self.single(shapes)
-        if len(self.dims) == 1:
+        if self.dims in ((1,), (1, 2), (1, 2, 3)):
             return shape
-        if rank_of(shape) != 4:
-            raise self.config.fail(f"dims={self.dims} need an image tensor (rank 4)")
-        dims = _keras_dims(shape, self.layout)
-        out = _from_keras_dims(tuple(dims[d - 1] for d in self.dims), self.layout)
+        if rank_of(shape) != len(self.dims) + 1:
+            raise self.config.fail(
+                f"dims={self.dims} need a rank-{len(self.dims) + 1} tensor, got rank "
+                f"{rank_of(shape)}"
+            )
+        dims = keras_dims(shape, self.layout)
+        out = _fromkeras_dims(tuple(dims[d - 1] for d in self.dims), self.layout)
         if out[0] is None:
             raise self.config.fail(
-                f"dims={self.dims} move an image axis into the channels; the kit needs a known "
-                "channel count"
+                f"dims={self.dims} move a size known only at run time into the channels; the "
+                "kit needs a known channel count"
             )
         return out
 
     def emit(self, g: GraphBuilder, inputs: list[str], shapes: list[Shape]) -> str:
-        if len(self.dims) == 1:
+        if self.dims in ((1,), (1, 2), (1, 2, 3)):
             return inputs[0]
-        return g.node("Transpose", inputs, self.name, perm=self._perm())
+        if len(self.dims) == 3:
+            return g.node("Transpose", inputs, self.name, perm=self._perm())
+        x = to_keras_order(g, inputs[0], shapes[0], self.layout, self.name)
+        x = g.node("Transpose", [x], self.name, perm=[0, 2, 1])
+        return from_keras_order(g, x, self.output_shape(shapes), self.layout, self.name)
