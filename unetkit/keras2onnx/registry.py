@@ -80,8 +80,15 @@ def supported_layers() -> list[str]:
     return sorted(name for name in _REGISTRY if ":" not in name)
 
 
+def registry_key(layer: KerasLayer) -> str:
+    """The class name the registry knows a layer by: "keras.ops.<class>" for a Keras 3
+    operation (ops.add is saved as class Add, not the Add layer)."""
+    return f"keras.ops.{layer.class_name}" if layer.operation else layer.class_name
+
+
 def _registration(layer: KerasLayer) -> Registration | None:
-    found = _REGISTRY.get(f"{layer.class_name}:{layer.name}") or _REGISTRY.get(layer.class_name)
+    key = registry_key(layer)
+    found = _REGISTRY.get(f"{key}:{layer.name}") or _REGISTRY.get(key)
     if found is None and layer.class_name.endswith("Dropout") and "rate" in layer.config:
         found = _REGISTRY.get("Dropout")  # a Dropout subclass (efficientnet's FixedDropout)
     return found
@@ -91,7 +98,7 @@ def make_op(layer: KerasLayer, layout: str) -> Op:
     registration = _registration(layer)
     if registration is None:
         raise UserError(
-            f"layer {layer.name!r} of class {layer.class_name} is not supported: register a "
+            f"layer {layer.name!r} of class {registry_key(layer)} is not supported: register a "
             "converter for it with unetkit.keras2onnx.register_layer (README: 'Your own "
             "layers'), or rebuild the model from supported layers "
             f"({', '.join(['InputLayer', *supported_layers()])})"

@@ -38,7 +38,9 @@ def keras_layer(
     call_kwargs: dict[str, Any] | None = None,
     weight_names: Sequence[str] | None = None,
     name: str = "layer",
+    operation: bool = False,
 ) -> KerasLayer:
+    """A layer as the reader gives it; `operation`: a Keras 3 operation (keras.ops.add)."""
     names = weight_names or [f"{name}/{i}" for i in range(len(weights))]
     return KerasLayer(
         name=name,
@@ -48,6 +50,7 @@ def keras_layer(
         weights=[Weight(n, w.shape, lambda w=w: w) for n, w in zip(names, weights, strict=True)],
         call_kwargs=[] if call_kwargs is None else [call_kwargs],
         keras_major=keras_major,
+        operation=operation,
     )
 
 

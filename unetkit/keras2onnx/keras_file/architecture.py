@@ -128,6 +128,21 @@ MODEL_CLASSES = ("Functional", "Model", "Sequential")
 MAX_NESTING = 8
 
 
+OPERATION_MODULE = "keras.src.ops."  # where Keras 3 keeps its functions on tensors
+
+
+def _is_operation(entry: dict[str, Any], module: str | None) -> bool:
+    """A Keras 3 function on tensors (ops.add saved as class Add), not a layer. The .keras
+    format names its module; Keras 3's HDF5 drops modules, but an operation's config, unlike
+    every layer's, has neither `trainable` nor `dtype`."""
+    if module is not None:
+        return module.startswith(OPERATION_MODULE)
+    nodes = entry.get("inbound_nodes")
+    keras3 = isinstance(nodes, list) and bool(nodes) and all(isinstance(n, dict) for n in nodes)
+    config = entry["config"]
+    return keras3 and "trainable" not in config and "dtype" not in config
+
+
 def _is_nested_model(entry: dict[str, Any]) -> bool:
     return entry["class_name"] in MODEL_CLASSES and isinstance(entry["config"].get("layers"), list)
 
@@ -153,6 +168,7 @@ def parse_architecture(model_config: Any, depth: int = 0) -> KerasGraph:
     for layer, entry in zip(graph.layers[implied:], entries, strict=True):
         module = entry.get("module")
         layer.module = module if isinstance(module, str) else None
+        layer.operation = _is_operation(entry, layer.module)
         if _is_nested_model(entry):
             layer.inner = parse_architecture(entry, depth + 1)
     return graph

@@ -63,6 +63,7 @@ class KerasLayer:
     call_kwargs: list[dict[str, Any]] = field(default_factory=list)
     keras_major: int = 3  # the Keras that wrote the file: 2 (tf.keras, tf-keras) or 3
     module: str | None = None  # where the class is defined, when the file says (.keras)
+    operation: bool = False  # a Keras 3 operation (keras.ops.add), not a layer
     inner: KerasGraph | None = field(default=None, repr=False)  # a nested model's graph
 
 

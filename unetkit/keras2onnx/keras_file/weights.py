@@ -61,7 +61,6 @@ def _attach_nested_h5_weights(nested: KerasLayer, group: h5py.Group, names: list
 
 
 MAX_SUBLAYER_DEPTH = 4
-OPERATION_MODULE = "keras.src.ops."  # Keras 3 functions on tensors (ops.add): no weights
 
 
 def _snake_case(name: str) -> str:
@@ -86,7 +85,7 @@ def attach_keras3_weights(graph: KerasGraph, root: h5py.Group, sequential: bool)
     for layer in layers:
         if sequential and layer.class_name == "InputLayer":
             continue
-        if (layer.module or "").startswith(OPERATION_MODULE):
+        if layer.operation:
             continue
         base = _snake_case(layer.class_name)
         count = seen.get(base, 0)

@@ -195,6 +195,41 @@ class Config:
             for w in self.layer.weights
         ]
 
+    def weight(self, shape: tuple[int, ...], *paths: str) -> LazyTensor:
+        """The weight stored under one of `paths` (see `find_weight`), as float32."""
+        found = find_weight(self.layer, paths)
+        if found is None:
+            names = [w.name for w in self.layer.weights]
+            raise self.fail(f"no weight {' or '.join(paths)} among {names}")
+        if found.shape != shape:
+            raise self.fail(
+                f"weight {found.name} has shape {found.shape}, the config implies {shape}"
+            )
+        return LazyTensor(found.shape, np.dtype(np.float32), partial(_as_float32, found))
+
+
+def _relative(layer: KerasLayer, weight: Weight) -> str:
+    name = weight.name.removesuffix(":0")
+    return name[len(layer.name) + 1 :] if name.startswith(layer.name + "/") else name
+
+
+def find_weight(layer: KerasLayer, paths: tuple[str, ...]) -> Weight | None:
+    """A weight of a layer with sublayers, by where the file keeps it. Legacy HDF5 names it
+    '<layer>/<sublayer>/<weight>' ('mha/query/kernel:0'; a library's sublayer names carry a
+    prefix: 'block/name1_attn_qkv/kernel:0'), the .keras format '<layer>/<attribute>/vars/<i>'
+    ('mha/query_dense/vars/0', '_query_dense' in tf-keras). A path matches the name below the
+    layer exactly, else as a suffix after '/' or '_'."""
+    named = [(_relative(layer, w), w) for w in layer.weights]
+    for path in paths:
+        exact = [w for rel, w in named if rel == path]
+        if exact:
+            return exact[0]
+    for path in paths:
+        ends = [w for rel, w in named if rel.endswith(("/" + path, "_" + path))]
+        if len(ends) == 1:
+            return ends[0]
+    return None
+
 
 def _as_float32(weight: Weight) -> np.ndarray:
     return weight.load().astype(np.float32, copy=False)
