@@ -67,7 +67,10 @@ class GraphBuilder:
 
     def tensors(self) -> Iterator[onnx.TensorProto]:
         for name, tensor in self.initializers:
-            yield numpy_helper.from_array(np.ascontiguousarray(tensor.load()), name)
+            array = np.asarray(tensor.load())
+            # ascontiguousarray would make a scalar 1-D: keep the shape the graph declares
+            contiguous = array if array.ndim == 0 else np.ascontiguousarray(array)
+            yield numpy_helper.from_array(contiguous, name)
 
     def declared_inputs(self) -> list[onnx.ValueInfoProto]:
         """The initializers as typed graph inputs: lets onnx.checker see a weightless twin."""

@@ -178,10 +178,14 @@ class ShapeProbe:
     def axis_sizes(
         self, keras_size: tuple[int | None, int | None]
     ) -> tuple[AxisSizes | None, AxisSizes | None]:
+        """The sizes each axis takes, the other axis at the size Keras built it for (a
+        sequence's length, which a position table or a q @ k^T fixes, is then known), or
+        left open when the model was built for any size."""
         bound_h, bound_w = self.period_bounds()
+        keras_h, keras_w = keras_size
         return (
-            find_sizes(lambda h: self.mismatch(self.at(h, None)) is None, bound_h, keras_size[0]),
-            find_sizes(lambda w: self.mismatch(self.at(None, w)) is None, bound_w, keras_size[1]),
+            find_sizes(lambda h: self.mismatch(self.at(h, keras_w)) is None, bound_h, keras_h),
+            find_sizes(lambda w: self.mismatch(self.at(keras_h, w)) is None, bound_w, keras_w),
         )
 
     def pinning_reason(self, size: tuple[int, int]) -> str | None:
@@ -235,7 +239,11 @@ class ShapeProbe:
     def _first_mismatch(self, size: tuple[int, int], along_height: bool) -> str:
         """What goes wrong just above the pinned size along an axis that takes only a few."""
         for step in range(1, 65):
-            shape = self.at(size[0] + step, None) if along_height else self.at(None, size[1] + step)
+            shape = (
+                self.at(size[0] + step, size[1])
+                if along_height
+                else self.at(size[0], size[1] + step)
+            )
             problem = self.mismatch(shape)
             if problem is not None:
                 return problem

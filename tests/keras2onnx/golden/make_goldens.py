@@ -385,6 +385,46 @@ def unsupported(k: Any) -> Any:
     return k.Model(inputs, L.Conv2D(1, 1, activation="sigmoid")(x))
 
 
+def attention(k: Any, shape: tuple[Any, ...]) -> Any:
+    """Transformer layers and the functions hand-written attention uses: grouped Conv2D,
+    LayerNormalization of a map and of tokens, MultiHeadAttention (causal self-attention with
+    value_dim and output_shape; cross-attention to pooled tokens, no bias), Softmax over the
+    tokens, EinsumDense, Permute of a sequence, q @ k^T attention (tf.matmul/tf.nn.softmax in
+    tf.keras; ops.matmul/ops.softmax/ops.einsum in Keras 3), a position table added, a roll."""
+    L = k.layers
+    if k is keras:
+        ops = keras.ops
+        matmul_t = lambda a, b: ops.matmul(a, ops.transpose(b, (0, 2, 1)))  # noqa: E731
+        weigh = lambda p, v: ops.einsum("bts,bsd->btd", p, v)  # noqa: E731
+        softmax, roll, arange = ops.softmax, ops.roll, ops.arange
+    else:
+        import tensorflow as tf
+
+        matmul_t = lambda a, b: tf.matmul(a, b, transpose_b=True)  # noqa: E731
+        weigh, roll, arange = tf.matmul, tf.roll, tf.range
+        softmax = tf.nn.softmax
+    inputs = L.Input(shape)
+    x = L.Conv2D(8, 2, strides=2, padding="same")(inputs)
+    x = L.Conv2D(8, 3, padding="same", groups=4, activation="gelu")(x)
+    x = L.LayerNormalization(epsilon=1e-6)(x)
+    grid = (shape[0] // 2, shape[1] // 2)
+    t = L.Reshape((grid[0] * grid[1], 8))(x)
+    t = t + L.Embedding(grid[0] * grid[1], 8)(arange(grid[0] * grid[1]))
+    a = L.MultiHeadAttention(2, 4, value_dim=3, output_shape=8)(t, t, use_causal_mask=True)
+    t = L.LayerNormalization(center=False)(L.Add()([t, a]))
+    pooled = L.Reshape((-1, 8))(L.MaxPooling2D(2)(x))
+    t = L.Add()([t, L.MultiHeadAttention(1, 8, use_bias=False)(t, pooled)])
+    t = L.Multiply()([t, L.Softmax(axis=1)(L.Dense(8)(t))])
+    count = grid[0] * grid[1]
+    t = L.EinsumDense("abc,cd->abd", output_shape=(count, 8), bias_axes="d", activation="relu")(t)
+    t = L.Permute((2, 1))(L.Dense(grid[0] * grid[1])(L.Permute((2, 1))(t)))
+    q, key, v = L.Dense(4)(t), L.Dense(4)(t), L.Dense(8)(t)
+    t = L.Add()([t, weigh(softmax(matmul_t(q, key) * 0.5, axis=-1), v)])
+    x = L.Concatenate()([L.Reshape((*grid, 8))(t), roll(x, shift=[1, -2], axis=[1, 2])])
+    x = L.UpSampling2D(2)(x)
+    return k.Model(inputs, L.Conv2D(3, 1, activation="softmax")(x))
+
+
 def finite_dynamic(k: Any) -> Any:
     """Built for any size, but a resize to 16x16 concatenated with the input: the network runs
     at 16x16 only (the converter asks for --input-size)."""
@@ -533,6 +573,23 @@ CASES: list[dict[str, Any]] = [
         "sizes": [(16, 24), (10, 8)],
         "rule": [2, 2, 2, 2],
     },
+    *[
+        {
+            "name": f"attention_{tag}",
+            "build": attention,
+            "writer": writer,
+            "suffix": suffix,
+            "shape": (16, 16, 3),
+            "sizes": [(16, 16), (16, 16)],
+            "rule": [1, 16, 1, 16],
+            "pinned": True,
+        }
+        for tag, writer, suffix in (
+            ("tf", "tf_keras", ".h5"),
+            ("k3", "keras3", ".keras"),
+            ("k3h5", "keras3", ".h5"),
+        )
+    ],
     {
         "name": "new_layers_k3h5",
         "build": new_layers,

@@ -95,6 +95,30 @@ def stored_weight(
     return LazyTensor(probe.shape, weight.dtype, load)
 
 
+def channel_layer_norm(
+    g: GraphBuilder,
+    x: str,
+    shape: Shape,
+    weights: tuple[LazyTensor, LazyTensor],
+    epsilon: float,
+    base: str,
+) -> str:
+    """LayerNormalization over the channel axis (the features of a sequence), gamma and
+    beta of one value per channel: what a transformer block normalizes with."""
+    centred = g.node("Sub", [x, reduce_mean(g, x, shape, (1,), base)], base)
+    variance = reduce_mean(g, g.node("Mul", [centred, centred], base), shape, (1,), base)
+    eps = g.constant(f"{base}/epsilon", np.array(epsilon, np.float32))
+    y = g.node("Div", [centred, g.node("Sqrt", [g.node("Add", [variance, eps], base)], base)], base)
+    gamma, beta = (_per_channel(w) for w in weights)
+    y = g.node("Mul", [y, g.constant(f"{base}/gamma", gamma)], base)
+    return g.node("Add", [y, g.constant(f"{base}/beta", beta)], base)
+
+
+def _per_channel(weight: LazyTensor) -> LazyTensor:
+    (c,) = weight.shape
+    return LazyTensor((c, 1, 1), weight.dtype, lambda: weight.load().reshape(c, 1, 1))
+
+
 @register_layer("LayerNormalization")
 class LayerNormalization(Op):
     """(x - mean) / sqrt(variance + epsilon) * gamma + beta, the moments over `axis` (any
