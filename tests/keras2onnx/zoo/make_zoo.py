@@ -64,24 +64,30 @@ def unet_on_backbone(
     conv: str = "conv",
     alpha: float | None = None,
     decoder_filters: tuple[int, ...] = (16, 16, 8, 8),
+    features: tuple[str, ...] | None = None,
+    final_up: int = 2,
 ) -> Any:
-    """A U-Net decoder on a Keras Applications encoder, as users write one."""
+    """A U-Net decoder on a Keras Applications encoder, as users write one. `features`: the
+    skip layers and the bottleneck ('name:before' is the layer listed before `name`, the one
+    that feeds it; '' the encoder's output); default KAPP's for the backbone."""
     from specs import KAPP
 
     layers = K.layers
-    _, skip_names, bottleneck = KAPP[backbone]
+    if features is None:
+        _, skip_names, bottleneck = KAPP[backbone]
+        features = (*skip_names, bottleneck)
     extra = {} if alpha is None else {"alpha": alpha}
     encoder = getattr(K.applications, backbone)(
         input_shape=input_shape, include_top=False, weights=None, **extra
     )
-    features = [encoder.get_layer(n).output for n in (*skip_names, bottleneck)]
+    found = [_feature(encoder, name) for name in features]
     if style == "flat":
         inputs = encoder.input
     else:
-        encoder = K.Model(encoder.input, features, name=f"{backbone.lower()}_encoder")
+        encoder = K.Model(encoder.input, found, name=f"{backbone.lower()}_encoder")
         inputs = layers.Input(input_shape, name="image")
-        features = encoder(inputs)
-    skips, x = list(features[:-1]), features[-1]
+        found = encoder(inputs)
+    skips, x = list(found[:-1]), found[-1]
     for i, (skip, filters) in enumerate(zip(reversed(skips), decoder_filters, strict=False)):
         if upsample == "transpose":
             x = layers.Conv2DTranspose(filters, 2, strides=2, padding="same", name=f"up{i}")(x)
@@ -97,11 +103,109 @@ def unet_on_backbone(
             x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
             x = layers.BatchNormalization(name=f"bn{i}")(x)
             x = layers.Activation("relu", name=f"relu{i}")(x)
-    x = layers.UpSampling2D(2, interpolation="bilinear", name="final_up")(x)
+    x = layers.UpSampling2D(final_up, interpolation="bilinear", name="final_up")(x)
     x = layers.Conv2D(8, 3, padding="same", activation="relu", name="head")(x)
     activation = "sigmoid" if classes == 1 else "softmax"
     outputs = layers.Conv2D(classes, 1, activation=activation, name="mask")(x)
     return K.Model(inputs, outputs, name=f"unet_{backbone.lower()}_{style}")
+
+
+def _feature(encoder: Any, name: str) -> Any:
+    if not name:
+        return encoder.output
+    if name.endswith(":before"):  # a nested block's input tensor, in both Keras versions
+        layer = encoder.get_layer(name.removesuffix(":before"))
+        return encoder.layers[encoder.layers.index(layer) - 1].output
+    return encoder.get_layer(name).output
+
+
+def _positions(count: int) -> Any:
+    """range(count) as each Keras writes it in a functional model (a constant)."""
+    if BACKEND == "tfkeras":
+        return tf.range(count)
+    import keras
+
+    return keras.ops.arange(count)
+
+
+def vit_unet(
+    input_shape: tuple[int, int, int],
+    classes: int,
+    patch: int,
+    dim: int,
+    depth: int,
+    heads: int,
+    mlp: int,
+    cross: bool = False,
+    causal: bool = False,
+) -> Any:
+    """A ViT-encoder U-Net written on keras.layers (UNETR's layout): patches embedded by a
+    strided Conv2D, a position embedding added, `depth` pre-norm transformer blocks of
+    MultiHeadAttention and a GELU MLP; the last block's tokens and two earlier ones reshaped
+    to maps and upsampled by transposed convolutions, with a full-resolution skip from the
+    image. `cross`: the decoder's quarter-resolution map attends to the encoder's tokens;
+    `causal`: the first block's attention uses use_causal_mask."""
+    L = K.layers
+    assert patch == 8 and depth >= 3, "the decoder has three levels below 8x8 patches"
+    grid = (input_shape[0] // patch, input_shape[1] // patch)
+    count = grid[0] * grid[1]
+    inputs = L.Input(input_shape, name="image")
+    x = L.Conv2D(dim, patch, strides=patch, name="patchify")(inputs)
+    tokens = L.Reshape((count, dim), name="to_tokens")(x)
+    tokens = tokens + L.Embedding(count, dim, name="positions")(_positions(count))
+    blocks = []
+    for i in range(depth):
+        y = L.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm1")(tokens)
+        attention = L.MultiHeadAttention(heads, dim // heads, name=f"block{i}_attention")
+        y = attention(y, y, use_causal_mask=causal and i == 0)
+        tokens = L.Add(name=f"block{i}_add1")([tokens, y])
+        y = L.LayerNormalization(epsilon=1e-6, name=f"block{i}_norm2")(tokens)
+        y = L.Dense(mlp, activation="gelu", name=f"block{i}_mlp1")(y)
+        tokens = L.Add(name=f"block{i}_add2")([tokens, L.Dense(dim, name=f"block{i}_mlp2")(y)])
+        blocks.append(tokens)
+    maps = [L.Reshape((*grid, dim), name=f"map{i}")(b) for i, b in enumerate(blocks)]
+
+    def up(x: Any, filters: int, name: str) -> Any:
+        x = L.Conv2DTranspose(filters, 2, strides=2, name=f"{name}_deconv")(x)
+        return L.Activation("relu", name=f"{name}_relu")(L.BatchNormalization(name=f"{name}_bn")(x))
+
+    def conv(x: Any, filters: int, name: str) -> Any:
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+        return L.Activation("relu", name=f"{name}_relu")(L.BatchNormalization(name=f"{name}_bn")(x))
+
+    x = up(maps[-1], 16, "dec1")
+    x = conv(L.Concatenate(name="dec1_cat")([x, up(maps[-2], 16, "skip1")]), 16, "dec1_fuse")
+    if cross:
+        queries = L.Reshape((-1, 16), name="dec1_tokens")(x)
+        attended = L.MultiHeadAttention(2, 8, output_shape=16, name="dec1_cross")(
+            queries, blocks[-1]
+        )
+        x = L.Reshape((grid[0] * 2, grid[1] * 2, 16), name="dec1_map")(
+            L.Add(name="dec1_cross_add")([queries, attended])
+        )
+    skip = up(up(maps[-3], 8, "skip2a"), 8, "skip2b")
+    x = conv(L.Concatenate(name="dec2_cat")([up(x, 8, "dec2"), skip]), 8, "dec2_fuse")
+    x = up(x, 8, "dec3")
+    full = conv(conv(inputs, 8, "stem1"), 8, "stem2")
+    x = conv(L.Concatenate(name="dec3_cat")([x, full]), 8, "dec3_fuse")
+    activation = "sigmoid" if classes == 1 else "softmax"
+    outputs = L.Conv2D(classes, 1, activation=activation, name="mask")(x)
+    return K.Model(inputs, outputs, name="vit_unet")
+
+
+def kuc_base_model(
+    base: str, input_size: tuple[Any, ...], n_labels: int, output_activation: str, **kwargs: Any
+) -> Any:
+    """A keras-unet-collection base (keras_unet_collection.base) with the output head its own
+    model function adds: for settings the model function does not pass on (swin_unet_2d
+    always shifts its windows)."""
+    from keras_unet_collection import base as kuc_base
+    from keras_unet_collection.layer_utils import CONV_output
+
+    inputs = K.layers.Input(input_size)
+    x = getattr(kuc_base, base)(inputs, **kwargs)
+    outputs = CONV_output(x, n_labels, kernel_size=1, activation=output_activation, name="output")
+    return K.Model(inputs, outputs, name=base)
 
 
 def build(spec: Spec, size: int | None = None) -> Any:
@@ -119,7 +223,11 @@ def build(spec: Spec, size: int | None = None) -> Any:
     if spec.library == "keras_unet_collection":
         from keras_unet_collection import models
 
+        if spec.builder.startswith("base."):
+            return kuc_base_model(spec.builder.removeprefix("base."), **kwargs)
         return getattr(models, spec.builder)(**kwargs)
+    if spec.library == "keras":
+        return vit_unet(**kwargs)
     return unet_on_backbone(**kwargs)
 
 
@@ -185,6 +293,10 @@ def randomize(model: Any) -> None:
                 new.append(rng.uniform(0.05, 0.3, w.shape))
             elif kind == "Normalization":
                 new.append(_normalization_value(index, w, rng))
+            elif not layer.weights[index].trainable:  # computed, not learned: Swin's shift mask
+                new.append(w)
+            elif kind == "LayerNormalization" and index == 0 and layer.scale:
+                new.append(rng.uniform(0.5, 1.5, w.shape))  # gamma
             elif w.ndim <= 1:
                 new.append(rng.normal(0.0, 0.1, w.shape))
             else:

@@ -29,7 +29,8 @@ COMMITTED_FORMATS = ("tfkeras.h5",)
 @dataclass(frozen=True)
 class Spec:
     name: str
-    library: str  # segmentation_models, keras_unet, keras_unet_collection, keras.applications
+    library: str  # segmentation_models, keras_unet, keras_unet_collection, keras.applications,
+    # keras (written by hand on keras.layers)
     builder: str
     kwargs: dict[str, Any]
     size: int  # the canonical size (square): the Keras input size, or the one the tests use
@@ -488,8 +489,10 @@ SPECS += [
         48,
         "input_size",
         committed=True,
-        refused="patch_extract",
-        note="transformer patch layers of the library's own: refused",
+        ci=("tfkeras.keras",),
+        family="TransUNet",
+        note="a ViT bottleneck: patch_extract, patch_embedding, LayerNormalization, "
+        "MultiHeadAttention, Dense on tokens, tf.reshape back to a map",
     ),
     Spec(
         "kuc_swin_unet_2d",
@@ -512,8 +515,113 @@ SPECS += [
         64,
         "input_size",
         committed=True,
-        refused="patch_extract",
-        note="Swin transformer patch layers of the library's own: refused",
+        ci=("tfkeras.keras",),
+        family="Swin-UNet",
+        note="Swin blocks (window attention, shifted windows every second block, relative "
+        "position bias), patch merging and expanding",
+    ),
+]
+
+# Transformer U-Nets of other sizes: keras-unet-collection's in several settings, and a
+# ViT-encoder U-Net written on keras.layers.MultiHeadAttention (UNETR's layout).
+SPECS += [
+    Spec(
+        "kuc_transunet_2d_heads4",
+        "keras_unet_collection",
+        "transunet_2d",
+        {
+            "input_size": (32, 32, 3),
+            "filter_num": [8, 16, 32],
+            "n_labels": 3,
+            "embed_dim": 32,
+            "num_mlp": 64,
+            "num_heads": 4,
+            "num_transformer": 2,
+            "batch_norm": True,
+            "output_activation": "Softmax",
+        },
+        32,
+        32,
+        "input_size",
+        family="TransUNet",
+        note="4 heads, 2 transformer blocks, 3 classes",
+    ),
+    Spec(
+        "kuc_swin_unet_2d_patch4",
+        "keras_unet_collection",
+        "swin_unet_2d",
+        {
+            "input_size": (64, 64, 3),
+            "filter_num_begin": 32,
+            "n_labels": 2,
+            "depth": 2,
+            "stack_num_down": 2,
+            "stack_num_up": 2,
+            "patch_size": (4, 4),
+            "num_heads": [4, 4],
+            "window_size": [4, 4],
+            "num_mlp": 64,
+            "output_activation": "Softmax",
+        },
+        64,
+        64,
+        "input_size",
+        family="Swin-UNet",
+        ci=("tfkeras.h5",),
+        note="4x4 patches, 4 heads, the deepest window as large as its 8x8 grid halves",
+    ),
+    Spec(
+        "kuc_swin_unet_2d_noshift",
+        "keras_unet_collection",
+        "base.swin_unet_2d_base",
+        {
+            "input_size": (32, 32, 3),
+            "n_labels": 1,
+            "output_activation": "Sigmoid",
+            "filter_num_begin": 16,
+            "depth": 2,
+            "stack_num_down": 1,
+            "stack_num_up": 1,
+            "patch_size": (2, 2),
+            "num_heads": [2, 4],
+            "window_size": [4, 8],
+            "num_mlp": 32,
+            "shift_window": False,
+        },
+        32,
+        32,
+        "input_size",
+        family="Swin-UNet",
+        note="windows never shifted (the library's swin_unet_2d always shifts: its base "
+        "function is called with shift_window=False); an 8x8 window over the whole 8x8 grid",
+    ),
+]
+VIT = {"input_shape": (64, 64, 3), "patch": 8, "dim": 32, "depth": 4, "heads": 4, "mlp": 64}
+SPECS += [
+    Spec(
+        "vit_unetr",
+        "keras",
+        "vit_unet",
+        {**VIT, "classes": 1},
+        64,
+        64,
+        committed=True,
+        ci=("tfkeras.keras", "keras3.h5"),
+        family="ViT",
+        note="UNETR-like: patch embedding by a strided Conv2D, a position table added as a "
+        "constant, pre-norm MultiHeadAttention blocks, maps decoded by transposed convolutions",
+    ),
+    Spec(
+        "vit_unetr_cross_causal",
+        "keras",
+        "vit_unet",
+        {**VIT, "classes": 3, "cross": True, "causal": True, "dim": 48, "heads": 3},
+        64,
+        64,
+        ci=("tfkeras.h5", "keras3.keras"),
+        family="ViT",
+        note="the decoder's 16x16 map attends to the encoder's 64 tokens (cross-attention); "
+        "the first block's attention is causal (an attention mask)",
     ),
 ]
 
@@ -573,6 +681,54 @@ for backbone, (family, _, _) in KAPP.items():
                 ci=CI_KAPP.get(name, ()),
             )
         )
+SPECS += [
+    Spec(
+        "kapp_convnexttiny_stage1",
+        "keras.applications",
+        "unet_on_backbone",
+        {
+            "backbone": "ConvNeXtTiny",
+            "style": "nested",
+            "input_shape": (None, None, 3),
+            "classes": 2,
+            "upsample": "upsampling",
+            "features": (
+                "convnext_tiny_downsampling_block_0:before",
+                "convnext_tiny_downsampling_block_1:before",
+            ),
+            "final_up": 4,
+        },
+        64,
+        96,
+        family="ConvNeXt",
+        ci=("tfkeras.h5", "keras3.keras"),
+        note="ConvNeXt-Tiny up to stage 1 (stride 8): grouped 7x7 Conv2D, LayerNormalization, "
+        "Dense on pixels, GELU, LayerScale; the stem is stride 4",
+    ),
+    Spec(
+        "kapp_convnexttiny",
+        "keras.applications",
+        "unet_on_backbone",
+        {
+            "backbone": "ConvNeXtTiny",
+            "style": "flat",
+            "input_shape": (64, 64, 3),
+            "classes": 1,
+            "upsample": "transpose",
+            "features": (
+                "convnext_tiny_downsampling_block_0:before",
+                "convnext_tiny_downsampling_block_1:before",
+                "convnext_tiny_downsampling_block_2:before",
+                "",
+            ),
+            "final_up": 4,
+        },
+        64,
+        96,
+        family="ConvNeXt",
+        note="the whole ConvNeXt-Tiny (28 M parameters)",
+    ),
+]
 SPECS.append(
     Spec(
         "kapp_mobilenetv2_separable",
@@ -609,10 +765,28 @@ LIBRARY_ERRORS = {
         "keras3": "A KerasTensor cannot be used as input to a TensorFlow function"
     },
     "kuc_swin_unet_2d": {"keras3": "'tuple' object has no attribute 'as_list'"},
+    "kuc_transunet_2d_heads4": {
+        "keras3": "A KerasTensor cannot be used as input to a TensorFlow function"
+    },
+    "kuc_swin_unet_2d_patch4": {"keras3": "'tuple' object has no attribute 'as_list'"},
+    "kuc_swin_unet_2d_noshift": {"keras3": "'tuple' object has no attribute 'as_list'"},
 }
 # The sizes the export serves, worked out from the architectures (the table).
-MULTIPLES = {"sm_": 32, "kapp_resnet50": 16, "kapp_": 32, "kuc_unet_2d_vgg16": 8}
+MULTIPLES = {
+    "sm_": 32,
+    "kapp_resnet50": 16,
+    "kapp_convnexttiny_stage1": 8,
+    "kapp_": 32,
+    "kuc_unet_2d_vgg16": 8,
+}
 SIZES = {
+    "kuc_transunet_2d": "48x48 only",
+    "kuc_transunet_2d_heads4": "32x32 only",
+    "kuc_swin_unet_2d": "64x64 only",
+    "kuc_swin_unet_2d_patch4": "64x64 only",
+    "kuc_swin_unet_2d_noshift": "32x32 only",
+    "vit_unetr": "64x64 only",
+    "vit_unetr_cross_causal": "64x64 only",
     "sm_pspnet_resnet18": "96x96 only",
     "kuc_unet_2d_prelu": "32x32 only",
     "kuc_resunet_a_2d": "48x48 only",
