@@ -139,7 +139,7 @@ def make_repository(
         choice = choose_engine(files, info, samples, precision, runtime, threads)
         served = files[choice.served.onnx_file]
         memory = measure_memory(
-            served, choice.served, info.channels, info.height, info.width, threads
+            served, choice.served, info.channels, info.height, info.width, threads, info.fixed_size
         )
         config = render_cpu_config(info, memory, choice.served, max_queue_size)
         os.replace(served, target)  # same directory tree: readers see the old or the new file

@@ -259,12 +259,14 @@ def measure_memory(
     height: SizeRule,
     width: SizeRule,
     threads: int,
+    fixed_size: tuple[int, int] | None = None,
 ) -> MemoryModel:
     """Fit base + bytes_per_pixel to the peaks of two runs each at two sizes of `engine`,
-    every size in a fresh interpreter (a process's peak cannot be reset portably)."""
+    every size in a fresh interpreter (a process's peak cannot be reset portably). A model
+    pinned to one size (`fixed_size`) is measured at that size."""
     points = []
     for side in MEASURED_SIDES:
-        h, w = height.next_valid(side), width.next_valid(side)
+        h, w = fixed_size or (height.next_valid(side), width.next_valid(side))
         result = subprocess.run(
             [sys.executable, "-m", "unetkit.triton.cpu_runtime", str(onnx_path), engine.runtime,
              engine.precision, str(h), str(w), str(channels), str(threads)],
