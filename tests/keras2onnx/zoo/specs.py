@@ -39,7 +39,6 @@ class Spec:
     formats: tuple[str, ...] = FORMATS
     committed: bool = False
     ci: tuple[str, ...] = ()  # the formats `make test` checks (besides the committed ones)
-    refused: str | None = None  # the layer class the kit refuses (custom layers, no equivalent)
     note: str = ""
     family: str = ""  # the encoder family it stands for (ResNet, VGG, ...)
     # backend -> the error the library raises building it there (checked: still true)
