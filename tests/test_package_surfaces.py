@@ -31,7 +31,7 @@ def surfaces(init: Path) -> tuple[dict[str, str], dict[str, str]]:
         if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING":
             for statement in node.body:
                 assert isinstance(statement, ast.ImportFrom)
-                module = statement.module.rsplit(".", 1)[-1]
+                module = statement.module.removeprefix(f"unetkit.{init.parent.name}.")
                 typed.update({alias.name: module for alias in statement.names})
     return lazy, typed
 

@@ -6,6 +6,8 @@ per Keras layer family (registered with `register_layer`), `converter` runs a co
 builds the ONNX graph and `conversion` writes it.
 """
 
+from typing import TYPE_CHECKING
+
 from unetkit.core import lazy_exports
 from unetkit.keras2onnx import layers  # noqa: F401  (the kit's converters register first)
 
@@ -26,3 +28,23 @@ __all__, __getattr__, __dir__ = lazy_exports(
         "onnx_graph": ["GraphBuilder", "LazyTensor"],
     },
 )
+
+if TYPE_CHECKING:  # what editors and type checkers follow; the names load on first use
+    from unetkit.keras2onnx.conversion import Conversion, save_onnx
+    from unetkit.keras2onnx.converter import (
+        DEFAULT_OPSET,
+        MIN_OPSET,
+        convert,
+        export_onnx,
+        write_onnx,
+    )
+    from unetkit.keras2onnx.layers.base import Config, Op, Shape, ShapeMismatch
+    from unetkit.keras2onnx.onnx_graph import GraphBuilder, LazyTensor
+    from unetkit.keras2onnx.registry import (
+        DuplicateRegistration,
+        Registration,
+        register_layer,
+        registrations,
+        supported_layers,
+        supported_layers_markdown,
+    )
