@@ -281,8 +281,9 @@ def measure_memory(
     (p1, b1, open1), (p2, b2, open2) = ((p["pixels"], p["peak"], p["open"]) for p in points)
     base = max(open1, open2)
     # The slope, or the growth at either size over its pixels, whichever is largest: a run
-    # must never need more than the model says.
-    per_pixel = max((b2 - base) / p2, (b1 - base) / p1, (b2 - b1) / max(p2 - p1, 1))
+    # must never need more than the model says. A model pinned to one size has no slope.
+    slope = (b2 - b1) / (p2 - p1) if p2 != p1 else 0.0
+    per_pixel = max((b2 - base) / p2, (b1 - base) / p1, slope)
     return MemoryModel(base_bytes=int(base), bytes_per_pixel=math.ceil(per_pixel))
 
 
