@@ -53,9 +53,7 @@ def main(argv: list[str]) -> int:
         save_onnx(model, fp32)
         batches = workload(fp32, args.images, 1)
         samples = load_samples(args.images, info.channels)
-        calibration = [
-            x for x in (network_input(s.image, info) for s in split(samples)[0]) if x is not None
-        ]
+        calibration = [network_input(s.image, info) for s in split(samples)[0]]
         reference = open_engine(EngineSpec(ONNXRUNTIME, FP32), fp32, threads)
         base = images_per_s([reference], batches, args.seconds)
         rows.append(f"| fp32 | {base:.1f} | 1.00 | | | |")

@@ -135,7 +135,7 @@ def make_repository(
         if precision in (AUTO, INT8):
             files[INT8] = Path(work) / "int8.onnx"
             inputs = [network_input(s.image, info) for s in split(samples)[0]]
-            quantize(files[FP32], files[INT8], [x for x in inputs if x is not None])
+            quantize(files[FP32], files[INT8], inputs)
         choice = choose_engine(files, info, samples, precision, runtime, threads)
         served = files[choice.served.onnx_file]
         memory = measure_memory(

@@ -111,13 +111,8 @@ def candidate_specs(precision: str, runtime: str, has_int8: bool) -> list[Candid
 
 
 def timing_inputs(info: ModelInfo, samples: list[Sample]) -> list[np.ndarray]:
-    """The images the candidates are timed on: the samples as the client pads them, or
-    one zero image where none fits a fixed-size model."""
-    inputs = [x for x in (network_input(s.image, info) for s in samples) if x is not None]
-    if inputs:
-        return inputs
-    height, width = info.fixed_size or (info.height.next_valid(256), info.width.next_valid(256))
-    return [np.zeros((1, height, width, info.channels), info.input_dtype)]
+    """The images the candidates are timed on: the samples as the client sends them."""
+    return [network_input(s.image, info) for s in samples]
 
 
 def images_per_s(engines: dict[EngineSpec, Engine], inputs: list[np.ndarray]) -> dict:
