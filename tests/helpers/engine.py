@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import onnx
@@ -23,6 +24,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.helpers import REPO_ROOT
+from unetkit import pipelines, tensorrt
+from unetkit.core import ModelInfo, default_profile
 from unetkit.tensorrt import PLUGIN_OP
 
 # Where TensorRT-RTX builds ahead of time in these tests: an RTX 40xx (it has no sm_90 target).
@@ -261,3 +264,27 @@ def export_example(directory: Path) -> Path:
     path = directory / "model.onnx"
     onnx.save(model, str(path))
     return path
+
+
+# The GPU an ahead-of-time TensorRT-RTX build targets in the tests.
+AOT_TARGET = tensorrt.Gpu("NVIDIA GeForce RTX 4090", AOT_COMPUTE_CAPABILITY)
+
+
+def prepare(
+    trt: ModuleType,
+    model: onnx.ModelProto,
+    info: ModelInfo,
+    precision: str,
+    upsample: str = "native",
+    timing_cache: bytes = b"",
+) -> tensorrt.EngineBuild:
+    network_model = pipelines.network_model(trt, model, precision, upsample)
+    return tensorrt.prepare_build(
+        trt,
+        network_model.SerializeToString(),
+        default_profile(info),
+        info.channels,
+        precision,
+        AOT_TARGET,
+        timing_cache,
+    )

@@ -22,8 +22,8 @@ import onnx
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tests.helpers.engine import AOT_COMPUTE_CAPABILITY, export_example
-from unetkit import pipelines, tensorrt
+from tests.helpers.engine import AOT_COMPUTE_CAPABILITY, export_example, prepare
+from unetkit import tensorrt
 from unetkit.core import (
     ModelInfo,
     Profile,
@@ -37,7 +37,6 @@ from unetkit.core import (
 pytestmark = pytest.mark.trt_rtx
 
 TOOL = REPO_ROOT / "build" / "build_engine.py"
-TARGET = tensorrt.Gpu("NVIDIA GeForce RTX 4090", AOT_COMPUTE_CAPABILITY)
 UPSAMPLINGS = 4  # the example U-Net's UpSampling2D layers
 
 
@@ -51,26 +50,6 @@ def example(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, onnx.ModelP
     path = export_example(tmp_path_factory.mktemp("example"))
     model = load_onnx(path)
     return path, model, contract_info(model)
-
-
-def prepare(
-    trt: ModuleType,
-    model: onnx.ModelProto,
-    info: ModelInfo,
-    precision: str,
-    upsample: str = "native",
-    timing_cache: bytes = b"",
-) -> tensorrt.EngineBuild:
-    network_model = pipelines.network_model(trt, model, precision, upsample)
-    return tensorrt.prepare_build(
-        trt,
-        network_model.SerializeToString(),
-        default_profile(info),
-        info.channels,
-        precision,
-        TARGET,
-        timing_cache,
-    )
 
 
 def layers_of_type(trt: ModuleType, network: Any, layer_type: Any) -> list[Any]:

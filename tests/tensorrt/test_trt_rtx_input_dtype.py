@@ -15,16 +15,15 @@ import onnx
 import pytest
 
 from tests.helpers import REPO_ROOT
-from tests.helpers.engine import AOT_COMPUTE_CAPABILITY
-from unetkit import pipelines, tensorrt
-from unetkit.core import contract_info, default_profile
+from tests.helpers.engine import AOT_COMPUTE_CAPABILITY, prepare
+from unetkit import tensorrt
+from unetkit.core import contract_info
 from unetkit.keras2onnx import write_onnx
 from unetkit.pipelines import EXAMPLE_MODEL
 
 pytestmark = pytest.mark.trt_rtx
 
 TOOL = REPO_ROOT / "build" / "build_engine.py"
-TARGET = tensorrt.Gpu("NVIDIA GeForce RTX 4090", AOT_COMPUTE_CAPABILITY)
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +41,7 @@ def exported(folder: Path, dtype: str) -> Path:
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])
 def test_a_float32_image_parses_into_a_float_input(trt, tmp_path, precision):
     model = onnx.load(str(exported(tmp_path, "float32")))
-    info = contract_info(model)
-    network_model = pipelines.network_model(trt, model, precision, "native")
-    setup = tensorrt.prepare_build(
-        trt,
-        network_model.SerializeToString(),
-        default_profile(info),
-        info.channels,
-        precision,
-        TARGET,
-    )
+    setup = prepare(trt, model, contract_info(model), precision)
     image = setup.network.get_input(0)
     assert (image.name, image.dtype) == ("IMAGE", trt.DataType.FLOAT)
 
