@@ -1,4 +1,4 @@
-"""`python -m unetkit.serve`: the command the README and `make serve` have always used."""
+"""`python -m unetkit.serve`: the command `make serve` runs."""
 
 from unetkit.cli.serve import run
 

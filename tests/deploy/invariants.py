@@ -443,9 +443,10 @@ BUILD_STEP = ("unetkit.dev/stage", "build")
 
 
 def check_build_step(objects: list[Obj]) -> list[str]:
-    """`kubectl apply -k ... -l unetkit.dev/stage=build` (README) applies every build Job with
-    all it reads (ConfigMaps, the plans volume) and nothing that holds a GPU while waiting:
-    on a product with one free GPU the build must run before any Triton pod takes it."""
+    """`kubectl apply -k ... -l unetkit.dev/stage=build` (docs/kubernetes.md) applies every
+    build Job with all it reads (ConfigMaps, the plans volume) and nothing that holds a GPU
+    while waiting: on a product with one free GPU the build must run before any Triton pod
+    takes it."""
     key, value = BUILD_STEP
     selected = {
         (o["kind"], o["metadata"]["name"])

@@ -22,7 +22,7 @@ from tests.helpers import REPO_ROOT
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.32"
-# The kustomizations a user applies (README "Scale out on Kubernetes"); "" is deploy/k8s.
+# The kustomizations a user applies (docs/kubernetes.md); "" is deploy/k8s.
 OVERLAYS = ("", "overlays/gpu", "overlays/gpu-mixed", "overlays/cpu", "overlays/loadtest")
 GPU_OVERLAYS = ("", "overlays/gpu", "overlays/gpu-mixed")
 # Where the kit lives in its images (docker/*.Dockerfile: WORKDIR and COPY).

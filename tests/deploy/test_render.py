@@ -1,5 +1,5 @@
 """Every kustomization under deploy/k8s renders with the real `kubectl kustomize`, and each
-overlay holds the objects the README describes."""
+overlay holds the objects docs/kubernetes.md describes."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ CUSTOM = [
 @pytest.fixture
 def channel_scale() -> Iterator[None]:
     """A converter for the golden models' ChannelScale layer, as a user would write it
-    (README "Your own layers"), removed again after the test."""
+    (docs/converter.md, "Your own layers"), removed again after the test."""
 
     @register_layer("ChannelScale")
     class ChannelScale(Op):

@@ -99,7 +99,7 @@ def make_op(layer: KerasLayer, layout: str) -> Op:
     if registration is None:
         raise UserError(
             f"layer {layer.name!r} of class {registry_key(layer)} is not supported: register a "
-            "converter for it with unetkit.keras2onnx.register_layer (README: 'Your own "
+            "converter for it with unetkit.keras2onnx.register_layer (docs/converter.md: 'Your own "
             "layers'), or rebuild the model from supported layers "
             f"({', '.join(['InputLayer', *supported_layers()])})"
         )

@@ -236,7 +236,7 @@ def two_formats(k: Any, shape: tuple[Any, ...], data_format: str = "channels_fir
 
 def custom_layer(k: Any, shape: tuple[Any, ...]) -> Any:
     """A layer class of the user's own (one weight per channel): converts only after a
-    converter for it is registered (README "Your own layers")."""
+    converter for it is registered (docs/converter.md, "Your own layers")."""
 
     class ChannelScale(k.layers.Layer):
         def build(self, input_shape: Any) -> None:

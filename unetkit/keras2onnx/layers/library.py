@@ -36,7 +36,8 @@ class LibraryLayer(Op):
             raise self.config.fail(
                 f"has {found}, not those of {self.LIBRARY}'s {layer.class_name} "
                 f"({', '.join(sorted(self.FIELDS))}); if it is a layer of your own, register a "
-                f"converter with @register_layer({layer.class_name!r}) (README: 'Your own layers')"
+                f"converter with @register_layer({layer.class_name!r}) "
+                "(docs/converter.md: 'Your own layers')"
             )
         super().__init__(layer, layout)
 

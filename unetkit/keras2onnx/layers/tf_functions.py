@@ -23,7 +23,7 @@ from unetkit.keras2onnx.registry import make_op, register_layer
 
 LAMBDA_HELP = (
     "rebuild the model with Keras layers in its place, or register a converter for this layer "
-    "with @register_layer({key!r}) (README: 'Your own layers')"
+    "with @register_layer({key!r}) (docs/converter.md: 'Your own layers')"
 )
 
 

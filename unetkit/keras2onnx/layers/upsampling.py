@@ -40,7 +40,7 @@ class UpSampling2D(Op):
             raise c.fail(
                 f"interpolation={interpolation.lower()!r} resamples with a kernel ONNX Resize "
                 f"does not have; the kit converts {', '.join(CONVERTED)}: retrain with one of "
-                "those, or register your own converter (README: 'Your own layers')"
+                "those, or register your own converter (docs/converter.md: 'Your own layers')"
             )
         self.interpolation = c.choice("interpolation", CONVERTED, "nearest")
         if self.interpolation == "bicubic" and not all(_power_of_two(s) for s in self.size):
