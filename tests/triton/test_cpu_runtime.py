@@ -181,3 +181,17 @@ def test_memory_is_trimmed_once_after_the_work_stops_not_during_it() -> None:
     assert libc.trims == 1
     time.sleep(1.0)
     assert libc.trims == 1  # idle, but nothing freed since
+
+
+def test_what_the_engine_keeps_goes_back_once_idle_never_during_an_execution() -> None:
+    released: list[float] = []
+    trim = IdleTrim(idle_s=0.3, on_idle=lambda: released.append(time.monotonic()))
+    trim._libc = CountingLibc()
+    trim.start()
+    trim.worked()
+    trim.started()  # a long execution: idle by the clock, busy in fact
+    time.sleep(0.8)
+    assert released == []
+    trim.worked()
+    time.sleep(0.8)
+    assert len(released) == 1 and trim._libc.trims == 1

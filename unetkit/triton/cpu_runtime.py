@@ -218,32 +218,41 @@ def available_bytes() -> int:
 
 
 class IdleTrim(threading.Thread):
-    """Gives the memory freed by ONNX Runtime's runs back to the operating system once the
-    model has had no work for `idle_s`. glibc keeps freed blocks below its mmap threshold
-    (up to 32 MiB) in the heap; trimming after every run instead made the next run fault
-    its pages in again and cost 25% of fp32 and 40% of int8 throughput at 256x256
-    (BENCHMARKS.md)."""
+    """Gives memory back to the operating system once the model has had no work for
+    `idle_s`: first what the engine keeps (`on_idle`: OpenVINO's activations), then what
+    glibc keeps. glibc keeps freed blocks below its mmap threshold (up to 32 MiB) in the
+    heap; trimming after every call instead made the next call fault its pages in again and
+    cost 25% of fp32 and 40% of int8 throughput at 256x256 (ONNX Runtime)."""
 
-    def __init__(self, idle_s: float) -> None:
+    def __init__(self, idle_s: float, on_idle: Callable[[], None] | None = None) -> None:
         super().__init__(name="unetkit-idle-trim", daemon=True)
         self.idle_s = idle_s
+        self.on_idle = on_idle
         self._last_work = time.monotonic()
+        self._busy = False
         self._freed = threading.Event()
         self._libc = ctypes.CDLL("libc.so.6")
+
+    def started(self) -> None:
+        """Call when an execution starts: nothing is given back while it runs."""
+        self._busy = True
 
     def worked(self) -> None:
         """Call after each execution."""
         self._last_work = time.monotonic()
+        self._busy = False
         self._freed.set()
 
     def run(self) -> None:
         while True:
             self._freed.wait()
             idle = time.monotonic() - self._last_work
-            if idle < self.idle_s:
-                time.sleep(self.idle_s - idle)
+            if self._busy or idle < self.idle_s:
+                time.sleep(max(self.idle_s - idle, 0.05))
                 continue
             self._freed.clear()
+            if self.on_idle is not None:
+                self.on_idle()
             self._libc.malloc_trim(0)  # ctypes releases the GIL: executions go on meanwhile
 
 

@@ -18,6 +18,7 @@ memory plan, and `release()` drops them.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -114,7 +115,7 @@ def openvino_config(threads: int, precision: str) -> dict[str, Any]:
 
 class OpenVinoEngine:
     """OpenVINO's CPU plugin on the exported file; one infer request (model.py runs one
-    call at a time per instance)."""
+    call at a time per instance, and may release from its idle thread: one lock)."""
 
     keeps_activations = True
 
@@ -124,6 +125,7 @@ class OpenVinoEngine:
         self._core = ov.Core()
         self._model = self._core.read_model(str(onnx_path))
         self._config = openvino_config(threads, precision)
+        self._lock = threading.Lock()
         self._compile()
 
     def _compile(self) -> None:
@@ -131,13 +133,15 @@ class OpenVinoEngine:
         self._request = self._compiled.create_infer_request()
 
     def run(self, names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        results = self._request.infer(feeds)
-        return [results[self._compiled.output(name)] for name in names]
+        with self._lock:
+            results = self._request.infer(feeds)
+            return [results[self._compiled.output(name)] for name in names]
 
     def release(self) -> None:
         """Give the activations of the largest run so far back (recompile: 0.1-0.3 s)."""
-        del self._request, self._compiled
-        self._compile()
+        with self._lock:
+            del self._request, self._compiled
+            self._compile()
 
 
 def open_engine(spec: EngineSpec, onnx_path: Path, threads: int = 0) -> Engine:

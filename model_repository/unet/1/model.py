@@ -147,7 +147,11 @@ class TritonPythonModel:
         except (ValueError, UserError) as e:
             raise pb_utils.TritonModelException(str(e)) from e
         self.seconds_per_pixel: float | None = None
-        self.trim = IdleTrim(TRIM_AFTER_IDLE_S)
+        # After a second without work, the engine's kept activations and glibc's free heap
+        # go back to the operating system.
+        self.trim = IdleTrim(
+            TRIM_AFTER_IDLE_S, self.engine.release if self.engine.keeps_activations else None
+        )
         self.trim.start()
         pb_utils.Logger.log_info(f"unetkit: {spec} on {threads or 'every'} thread(s)")
         pb_utils.Logger.log_info(f"unetkit: {self.limits.describe()}")
@@ -213,6 +217,7 @@ class TritonPythonModel:
         return None
 
     def execute(self, requests: list) -> list:
+        self.trim.started()
         responses: list = [None] * len(requests)
         taken = 0  # pixels accepted so far; the first valid request is always run
         # Requests of the same size run as one batch; the others wait for their own run.
