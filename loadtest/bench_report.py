@@ -111,7 +111,7 @@ def _generators(served: dict[str, Any]) -> list[str]:
         f"Locust beside perf_analyzer ({served['engine']}):",
         "",
         "| concurrency | perf_analyzer images/s | Locust images/s | Locust / perf_analyzer | "
-        "perf_analyzer CPU ms/request | Locust CPU ms/request | Locust p50 / p99 ms | "
+        "perf_analyzer CPU ms/request¹ | Locust CPU ms/request¹ | Locust p50 / p99 ms | "
         "Locust failures | stable |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
@@ -124,6 +124,7 @@ def _generators(served: dict[str, Any]) -> list[str]:
             f"{locust['p50_ms']:.1f} / {locust['p99_ms']:.1f} | {locust['failures']} | "
             f"{'yes' if locust['stable'] else 'no'} |"
         )
+    lines += ["", "¹ each generator's CPU time over its requests, its start-up included."]
     return lines
 
 
