@@ -60,19 +60,17 @@ from unetkit.core import (
 from unetkit.loadgen import find_perf_analyzer, run_locust, run_perf_analyzer, write_input_data
 from unetkit.pipelines import EXAMPLE_MODEL, make_repository
 from unetkit.triton import (
-    FP32,
-    ONNXRUNTIME,
+    REFERENCE,
     Engine,
     EngineSpec,
     TritonServer,
     instance_count,
     onnx_path,
     open_engine,
-    runtime_report_path,
+    read_served_engine,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = EngineSpec(ONNXRUNTIME, FP32)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -119,16 +117,11 @@ class Served:
         return images_per_s(self.engines[: min(users, len(self.engines))], batches, seconds)
 
 
-def served_spec(repository: Path) -> EngineSpec:
-    served = json.loads(runtime_report_path(repository).read_text())["served"]
-    return EngineSpec(served["runtime"], served["precision"])
-
-
 def exported(args: argparse.Namespace, work: Path) -> tuple[dict[EngineSpec, Path], list[str]]:
     """The default export, then one repository per other engine it measured; the engines
     left out, with why."""
     if args.repository is not None:
-        return {served_spec(args.repository): args.repository}, []
+        return {read_served_engine(args.repository): args.repository}, []
     repositories: dict[EngineSpec, Path] = {}
     notes = []
     default = new_repository(work / "default")

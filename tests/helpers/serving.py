@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import tritonclient.grpc as grpcclient
 
 from tests.helpers import REPO_ROOT
 from unetkit.core import INPUT_IMAGE, MODEL_NAME, OUTPUT_MASK, OUTPUT_PROB
-from unetkit.triton import Engine, EngineSpec, onnx_path, open_engine, runtime_report_path
+from unetkit.triton import Engine, onnx_path, open_engine, read_served_engine
 
 CLIENT = REPO_ROOT / "client" / "segment.py"
 
@@ -29,15 +28,9 @@ def copy_model_directory(target: Path) -> Path:
     return target
 
 
-def served_spec(repository: Path) -> EngineSpec:
-    """The engine the repository's export chose (its runtime.json)."""
-    served = json.loads(runtime_report_path(repository).read_text())["served"]
-    return EngineSpec(served["runtime"], served["precision"])
-
-
 def served_engine(repository: Path, threads: int = 1) -> Engine:
     """That engine, opened in this process on the repository's model file."""
-    return open_engine(served_spec(repository), onnx_path(repository), threads)
+    return open_engine(read_served_engine(repository), onnx_path(repository), threads)
 
 
 def image_input(images: np.ndarray, datatype: str = "UINT8") -> grpcclient.InferInput:

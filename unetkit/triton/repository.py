@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from unetkit.core import MODEL_NAME, MODEL_VERSION, UserError, sha256_file, write_text_atomic
+from unetkit.triton.engines import EngineSpec
 
 EXPORT_RECORD = "export.json"
 RUNTIME_REPORT = "runtime.json"
@@ -42,6 +43,17 @@ def cpu_config_path(repository: Path) -> Path:
 
 def runtime_report_path(repository: Path) -> Path:
     return version_dir(repository) / RUNTIME_REPORT
+
+
+def read_served_engine(repository: Path) -> EngineSpec:
+    """The engine the repository's export chose, as its runtime.json says."""
+    try:
+        served = json.loads(runtime_report_path(repository).read_text())["served"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(
+            f"{runtime_report_path(repository)} is missing or unreadable: run `make repository`"
+        ) from e
+    return EngineSpec(served["runtime"], served["precision"])
 
 
 def backend_code_path(repository: Path) -> Path:
